@@ -1,0 +1,226 @@
+"""The ``compat`` command: ``config | up | down | status | run``.
+
+Exit codes (:class:`compat.gate.ExitCode`): 0 pass, 1 fail, 2 error (infrastructure), 3 inconclusive,
+4 usage or configuration error. Configuration errors print one line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from compat import __version__
+from compat.errors import CompatError, ConfigError, InfrastructureError, UsageError
+from compat.gate.exitcodes import ExitCode
+
+
+def _err(message: str) -> None:
+    print(f"compat: error: {message}", file=sys.stderr)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error exits with our USAGE code (4) instead of argparse's 2."""
+
+    def error(self, message: str) -> Any:  # argparse's signature returns NoReturn
+        self.print_usage(sys.stderr)
+        _err(message)
+        raise SystemExit(ExitCode.USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="PATH", help="compat.toml or pyproject.toml")
+    common.add_argument(
+        "--candidate", action="append", default=[], metavar="SERVICE=VERSION",
+        help="make VERSION the candidate of SERVICE (repeatable)",
+    )
+    common.add_argument("--runtime", choices=("auto", "docker", "process"), help="where instances run")
+    common.add_argument("--seed", type=int, metavar="N", help="seed for data, routing and plans")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    parser = _Parser(prog="compat", description="pytest-compat: can the old and the new version run at once?")
+    parser.add_argument("--version", action="version", version=f"pytest-compat {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("config", parents=[common], help="print the resolved configuration")
+    up = sub.add_parser("up", parents=[common], help="start a topology and print its URLs")
+    up.add_argument("--stage", default="default", help="stage to start (default: baseline + candidates)")
+    up.add_argument("--detach", action="store_true", help="return at once; `compat down` removes it")
+    down = sub.add_parser("down", parents=[common], help="remove detached topologies and leftovers")
+    down.add_argument("--all", action="store_true", help="every project's, not only this config's")
+    sub.add_parser("status", parents=[common], help="list what pytest-compat runs on this machine")
+    run = sub.add_parser("run", parents=[common], help="run the compatibility tests (pytest --compat)")
+    run.add_argument("--stage", action="append", default=[], help="stage to run (repeatable)")
+    run.add_argument("--report-dir", type=Path, help="directory for reports")
+    run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        handler = _COMMANDS[args.command]
+        return int(handler(args))
+    except (ConfigError, UsageError) as exc:
+        _err(str(exc))
+        return ExitCode.USAGE
+    except InfrastructureError as exc:
+        _err(str(exc))
+        return ExitCode.ERROR
+    except CompatError as exc:
+        _err(str(exc))
+        return ExitCode.ERROR
+    except KeyboardInterrupt:
+        print("compat: interrupted", file=sys.stderr)
+        return ExitCode.ERROR
+
+
+# -- commands -------------------------------------------------------------------------------------------
+
+
+def _session_options(args: argparse.Namespace, **extra: Any) -> Any:
+    from compat.config import parse_candidate_option
+    from compat.session import Options
+
+    candidates = dict(parse_candidate_option(text) for text in args.candidate)
+    return Options(config=args.config, candidates=candidates, runtime=args.runtime, seed=args.seed, **extra)
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from compat.session import resolve_config
+
+    return resolve_config(Path.cwd(), _session_options(args))
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from compat.config import describe, render_text
+
+    config = _config(args)
+    print(json.dumps(describe(config), indent=2) if args.json else render_text(config))
+    return ExitCode.PASS
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    if args.quiet or args.json:
+        return None
+
+    def progress(phase: str, message: str) -> None:
+        print(f"  [{phase}] {message}", file=sys.stderr, flush=True)
+
+    return progress
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from compat.runtime.cleanup import install_signal_handlers
+    from compat.session import CompatSession
+
+    config = _config(args)
+    session = CompatSession(
+        config,
+        _session_options(args, keep=args.detach),
+        echo=lambda m: print(f"compat: {m}", file=sys.stderr),
+        progress=_progress(args),
+    )
+    install_signal_handlers()
+    detached = False
+    try:
+        topology = session.topology(args.stage)
+        rows = topology.describe()
+        if args.json:
+            print(json.dumps({"run": session.context.run_id, "stage": args.stage, "instances": rows}, indent=2))
+        else:
+            print(f"stage {args.stage} (run {session.context.run_id}, runtime {session.runtime.name}):")
+            print(_table(rows, ["service", "version", "role", "url", "name"]))
+        if args.detach:
+            session.detach()
+            detached = True
+            if not args.json:
+                print("detached; remove it with: compat down")
+            return ExitCode.PASS
+        if not args.json:
+            print("up; press Ctrl-C to stop and remove everything", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("\nstopping …", file=sys.stderr)
+    finally:
+        if not detached:
+            session.close()
+    return ExitCode.PASS
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from compat.runtime.cleanup import remove_all
+
+    project = None
+    if not args.all:
+        project = _config(args).project
+    report = remove_all(project=project)
+    print(json.dumps(report.as_dict()) if args.json else report.summary())
+    return ExitCode.PASS
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from compat.runtime.cleanup import list_managed
+
+    rows = list_managed()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("nothing running")
+    else:
+        print(_table(rows, ["run", "project", "kind", "name", "service", "version", "role", "url", "state"]))
+    return ExitCode.PASS
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    config = _config(args)
+    pytest_args = ["--compat", "-p", "no:cacheprovider"]
+    if args.config:
+        pytest_args += ["--compat-config", str(args.config)]
+    for text in args.candidate:
+        pytest_args += ["--compat-candidate", text]
+    if args.runtime:
+        pytest_args += ["--compat-runtime", args.runtime]
+    if args.seed is not None:
+        pytest_args += ["--compat-seed", str(args.seed)]
+    for stage in args.stage:
+        pytest_args += ["--compat-stage", stage]
+    if args.report_dir:
+        pytest_args += ["--compat-report", str(args.report_dir)]
+    if args.quiet:
+        pytest_args.append("-q")
+    paths = [str(p) for p in config.tests]
+    if not paths and not args.pytest_args:
+        raise ConfigError(
+            "no tests to run", file=str(config.path), key="tests",
+            hint='set tests = ["path/to/compat/tests"] or pass test paths after --',
+        )
+    code = pytest.main([*pytest_args, "--rootdir", str(config.root), *paths, *args.pytest_args])
+    return _PYTEST_EXIT.get(int(code), ExitCode.ERROR)
+
+
+# pytest's exit codes -> ours: failed tests fail the gate, nothing collected is inconclusive,
+# interrupted/internal errors are ERROR (fail closed), usage errors stay usage errors.
+_PYTEST_EXIT = {0: ExitCode.PASS, 1: ExitCode.FAIL, 2: ExitCode.ERROR, 3: ExitCode.ERROR,
+                4: ExitCode.USAGE, 5: ExitCode.INCONCLUSIVE}
+
+_COMMANDS = {"config": cmd_config, "up": cmd_up, "down": cmd_down, "status": cmd_status, "run": cmd_run}
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[str(row.get(col, "") if row.get(col) is not None else "") for col in columns] for row in rows]
+    widths = [max([len(col), *(len(r[i]) for r in cells)]) for i, col in enumerate(columns)]
+    lines = ["  ".join(col.upper().ljust(w) for col, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

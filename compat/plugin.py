@@ -1,0 +1,352 @@
+"""pytest entry point of pytest-compat (``pytest11: compat = compat.plugin``).
+
+Kept thin and light on purpose: every pytest run of every project that has pytest-compat installed
+imports this module, so it imports nothing heavy (no docker, testcontainers, schemathesis, pact, requests)
+at module level. Options, ini keys and the ``compat`` marker are registered always (so
+``--strict-markers`` runs pass with the flag off); the engine session is created and registered only
+under ``--compat``. Without the flag, tests marked ``compat`` are skipped with a reason saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    import requests
+
+    from compat.client import ServiceClient
+    from compat.session import CompatSession
+    from compat.topology.builder import StageRun
+    from compat.topology.model import Topology
+
+SKIP_REASON = "mixed-version compatibility test: pass --compat to run it"
+RUNTIMES = ("auto", "docker", "process")
+MARKER_KWARGS = ("stage", "stages", "phase", "phases")
+PHASES = ("before", "mixed", "after-upgrade", "after-rollback")  # rollback steps; compat.topology.stages
+STAGE_FIXTURES = ("compat_stage", "compat_topology", "compat_client", "compat_stage_data")
+
+session_key = pytest.StashKey["CompatSession"]()
+_previous_sigterm_key = pytest.StashKey[Any]()
+_calls_key = pytest.StashKey[list["ServiceClient"]]()
+_last_use_key = pytest.StashKey[dict[str, int]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("compat", "pytest-compat: can the old and the new version run at the same time")
+    group.addoption(
+        "--compat", action="store_true", default=False,
+        help="start mixed-version topologies and run tests marked 'compat' against them",
+    )
+    group.addoption(
+        "--compat-config", metavar="PATH", default=None,
+        help="compat.toml or pyproject.toml to read (default: compat.toml, then [tool.compat] in rootdir)",
+    )
+    group.addoption(
+        "--compat-stage", metavar="NAME", action="append", default=[],
+        help="run only this stage (repeatable)",
+    )
+    group.addoption(
+        "--compat-candidate", metavar="SERVICE=VERSION", action="append", default=[],
+        help="make VERSION the candidate of SERVICE for this run (repeatable)",
+    )
+    group.addoption(
+        "--compat-runtime", metavar="NAME", default=None,
+        help=f"where instances run: {', '.join(RUNTIMES)} (default: config, else auto)",
+    )
+    group.addoption(
+        "--compat-seed", metavar="N", default=None,
+        help="seed for generated data, routing and plans (default: config, else 0)",
+    )
+    group.addoption(
+        "--compat-report", metavar="DIR", default=None,
+        help="directory for the compatibility reports",
+    )
+    parser.addini("compat_config", "default for --compat-config", default=None)
+    parser.addini("compat_runtime", "default for --compat-runtime", default=None)
+    parser.addini("compat_seed", "default for --compat-seed", default=None)
+    parser.addini("compat_stages", "default for --compat-stage", type="linelist", default=[])
+    parser.addini("compat_report_dir", "default for --compat-report", default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "compat(stage=None, stages=None, phase=None, phases=None): a mixed-version compatibility test, run "
+        "once per selected stage (rollback: per step, or only in the given phases); runs only under --compat",
+    )
+    if not config.getoption("compat"):
+        return
+    from compat.errors import CompatError
+    from compat.session import CompatSession, Options, resolve_config
+
+    options = _options(config)
+    try:
+        resolved = resolve_config(config.rootpath, options)
+    except CompatError as exc:
+        raise pytest.UsageError(f"pytest-compat: {exc}") from None
+    session = CompatSession(resolved, options, echo=_echo(config))
+    config.stash[session_key] = session
+    config.pluginmanager.register(_SessionHooks(session), "compat-session")
+    _install_sigterm(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(session_key, None)
+    if session is not None:
+        session.close()
+        del config.stash[session_key]
+    previous = config.stash.get(_previous_sigterm_key, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+        del config.stash[_previous_sigterm_key]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Under --compat, a marked test that uses a topology runs once per selected stage run."""
+    session = metafunc.config.stash.get(session_key, None)
+    marks = list(metafunc.definition.iter_markers("compat"))
+    if session is None or not marks or not set(STAGE_FIXTURES) & set(metafunc.fixturenames):
+        return
+    for mark in marks:
+        _validate_marker(metafunc.definition.nodeid, mark)
+    runs = [run for run in session.runs() if _wanted(run, marks)]
+    metafunc.parametrize("compat_stage", runs, ids=[r.id for r in runs], indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    enabled = bool(config.getoption("compat"))
+    skip = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        for mark in item.iter_markers("compat"):
+            _validate_marker(item.nodeid, mark)
+        if not enabled and item.get_closest_marker("compat") is not None:
+            item.add_marker(skip)
+    if not enabled:
+        return
+    # Stage runs in plan order (a rollback's steps must run in sequence; each topology starts once).
+    items.sort(key=lambda item: (r.order if (r := _run_of(item)) else -1))
+    grouped = config.pluginmanager.hasplugin("xdist")
+    last_use: dict[str, int] = {}
+    for index, item in enumerate(items):
+        run = _run_of(item)
+        if run is not None:
+            last_use[run.topology_key] = index
+            if grouped:  # with --dist loadgroup, all tests of one topology go to one worker, in order
+                item.add_marker(pytest.mark.xdist_group(run.topology_key))
+    config.stash[_last_use_key] = {k: id(items[i]) for k, i in last_use.items()}
+
+
+class _SessionHooks:
+    """Hooks that exist only under --compat."""
+
+    def __init__(self, session: CompatSession) -> None:
+        self.session = session
+
+    def pytest_report_header(self) -> list[str]:
+        cfg = self.session.config
+        pairs = ", ".join(
+            f"{name}: {svc.baseline} -> {svc.candidate or '(none)'}" for name, svc in sorted(cfg.services.items())
+        )
+        return [f"compat: config {cfg.path}, runtime {cfg.runtime}, seed {cfg.seed}", f"compat: {pairs}"]
+
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Stop a stage's topology after its last test (not on xdist workers: they see a subset)."""
+        run = _run_of(item)
+        if run is None or hasattr(item.config, "workerinput"):
+            return
+        if item.config.stash.get(_last_use_key, {}).get(run.topology_key) == id(item):
+            self.session.release(run)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        if report.failed and _calls_key in item.stash:
+            lines = [line for client in item.stash[_calls_key] for line in client.journal()]
+            if lines:
+                run = _run_of(item)
+                head = f"stage {run.id}" if run else "default topology"
+                report.sections.append((f"compat: requests ({head}; who answered)", "\n".join(lines[-30:])))
+        return report
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        self.session.close()
+
+
+# -- fixtures -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def compat_session(pytestconfig: pytest.Config) -> CompatSession:
+    """The engine session of this run (skips the test when --compat is off)."""
+    session = pytestconfig.stash.get(session_key, None)
+    if session is None:
+        pytest.skip(SKIP_REASON)
+    return session
+
+
+@pytest.fixture
+def compat_stage(request: pytest.FixtureRequest) -> StageRun | None:
+    """The stage run this test instance runs in (None: the default topology)."""
+    return getattr(request, "param", None)
+
+
+@pytest.fixture
+def compat_topology(compat_session: CompatSession, compat_stage: StageRun | None) -> Topology:
+    """The running topology of this test's stage run (started once per stage, shared by its tests).
+
+    Without stages (an unmarked test, or no stage selected): every service's baseline and candidate.
+    """
+    return compat_session.topology(compat_stage or "default")
+
+
+@pytest.fixture
+def compat_stage_data(compat_session: CompatSession, compat_stage: StageRun | None) -> dict[str, Any]:
+    """A dict kept for the whole stage: data written at an earlier rollback step is read at later ones."""
+    return compat_session.stage_data(compat_stage.topology_key if compat_stage else "default")
+
+
+@pytest.fixture
+def compat_client(
+    request: pytest.FixtureRequest, compat_topology: Topology
+) -> Iterator[Callable[..., requests.Session]]:
+    """Factory of HTTP clients bound to a service.
+
+    ``compat_client("orders")`` goes to the service's entry point (its router in mixed stages);
+    ``compat_client("orders", "candidate")`` to one version; ``session="alice"`` names the client session
+    that the router's sticky and yo-yo policies key on. Failures list which instance answered each call.
+    """
+    from compat.client import ServiceClient
+
+    made: list[ServiceClient] = []
+    request.node.stash[_calls_key] = made
+
+    def factory(service: str, which: str | None = None, *, session: str | None = None) -> requests.Session:
+        client = ServiceClient(compat_topology.url(service, which), session=session, label=service)
+        made.append(client)
+        return client
+
+    yield factory
+    for client in made:
+        client.close()
+
+
+# -- helpers --------------------------------------------------------------------------------------------
+
+
+def _options(config: pytest.Config) -> Any:
+    from compat.config import parse_candidate_option
+    from compat.errors import CompatError
+    from compat.session import Options
+
+    def opt(name: str, ini: str) -> Any:
+        value = config.getoption(name)
+        return value if value not in (None, []) else config.getini(ini) or None
+
+    runtime = opt("compat_runtime", "compat_runtime")
+    if runtime is not None and runtime not in RUNTIMES:
+        raise pytest.UsageError(
+            f"--compat-runtime: {runtime!r} is not a valid runtime; choose one of {', '.join(RUNTIMES)}"
+        )
+    seed_text = opt("compat_seed", "compat_seed")
+    seed: int | None = None
+    if seed_text is not None:
+        try:
+            seed = int(seed_text)
+        except ValueError:
+            seed = -1
+        if seed < 0:
+            raise pytest.UsageError(f"--compat-seed: {seed_text!r} is not a valid seed; give an integer >= 0")
+    candidates: dict[str, str] = {}
+    for text in config.getoption("compat_candidate"):
+        try:
+            service, version = parse_candidate_option(text)
+        except CompatError as exc:
+            raise pytest.UsageError(f"pytest-compat: {exc}") from None
+        candidates[service] = version
+    cfg_path = opt("compat_config", "compat_config")
+    report = opt("compat_report", "compat_report_dir")
+    workerinput = getattr(config, "workerinput", None)
+    return Options(
+        config=Path(cfg_path) if cfg_path else None,
+        candidates=candidates,
+        runtime=runtime,
+        seed=seed,
+        stages=tuple(config.getoption("compat_stage") or config.getini("compat_stages")),
+        report_dir=Path(report) if report else None,
+        worker=workerinput["workerid"] if workerinput else "main",
+    )
+
+
+def _validate_marker(where: str, mark: pytest.Mark) -> None:
+    unknown = sorted(set(mark.kwargs) - set(MARKER_KWARGS))
+    if mark.args or unknown:
+        bad = mark.args or {k: mark.kwargs[k] for k in unknown}
+        raise pytest.UsageError(
+            f"{where}: @pytest.mark.compat got {bad!r}; it takes only keyword arguments "
+            f"{', '.join(MARKER_KWARGS)}"
+        )
+    for key in ("phase", "phases"):
+        for phase in _names(mark.kwargs.get(key)):
+            if phase not in PHASES:
+                raise pytest.UsageError(
+                    f"{where}: @pytest.mark.compat({key}={mark.kwargs[key]!r}): {phase!r} is not a rollback "
+                    f"phase; choose from {', '.join(PHASES)}"
+                )
+
+
+def _names(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]  # type: ignore[attr-defined]
+
+
+def _wanted(run: StageRun, marks: list[pytest.Mark]) -> bool:
+    """A run is wanted when every compat mark that limits stages/phases admits it."""
+    for mark in marks:
+        stages = _names(mark.kwargs.get("stage")) + _names(mark.kwargs.get("stages"))
+        if stages and run.stage not in stages and run.kind not in stages:
+            return False
+        phases = _names(mark.kwargs.get("phase")) + _names(mark.kwargs.get("phases"))
+        if phases and run.phase not in phases:
+            return False
+    return True
+
+
+def _run_of(item: pytest.Item) -> StageRun | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("compat_stage") if callspec is not None else None
+
+
+def _echo(config: pytest.Config) -> Callable[[str], None]:
+    def echo(message: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"compat: {message}")
+        else:
+            print(f"compat: {message}")
+
+    return echo
+
+
+def _install_sigterm(config: pytest.Config) -> None:
+    """SIGTERM becomes KeyboardInterrupt, so pytest tears the topology down as it does on Ctrl-C."""
+    if os.name != "posix":
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        config.stash[_previous_sigterm_key] = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (embedded use): the runtime's atexit net still applies
+        pass
