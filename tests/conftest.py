@@ -18,6 +18,7 @@ os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
 
 pytest_plugins = ["pytester"]
+collect_ignore = ["data"]  # scratch projects that pytester copies; not tests of this repo
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_IMAGE = os.environ.get("COMPAT_BASE_IMAGE", "compat-base:bookworm")
@@ -63,11 +64,12 @@ def base_image(docker_client: Any) -> str:
 
 def managed_resources(client: Any, **extra: str) -> dict[str, list[str]]:
     """Names of containers, networks and volumes that carry the harness's labels (optionally more)."""
-    filters = [MANAGED, *(f"{k}={v}" for k, v in extra.items())]
+    filters = {"label": [MANAGED, *(f"{k}={v}" for k, v in extra.items())]}
+    # the low-level calls list without inspecting each item, so a resource removed meanwhile is no error
     return {
-        "containers": [c.name for c in client.containers.list(all=True, filters={"label": filters})],
-        "networks": [n.name for n in client.networks.list(filters={"label": filters})],
-        "volumes": [v.name for v in client.volumes.list(filters={"label": filters})],
+        "containers": [c["Names"][0].lstrip("/") for c in client.api.containers(all=True, filters=filters)],
+        "networks": [n["Name"] for n in client.api.networks(filters=filters)],
+        "volumes": [v["Name"] for v in (client.api.volumes(filters=filters).get("Volumes") or [])],
     }
 
 
