@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--config", type=Path, metavar="PATH", help="compat.toml or pyproject.toml")
     common.add_argument(
-        "--candidate", action="append", default=[], metavar="SERVICE=VERSION",
+        "--candidate",
+        action="append",
+        default=[],
+        metavar="SERVICE=VERSION",
         help="make VERSION the candidate of SERVICE (repeatable)",
     )
     common.add_argument("--runtime", choices=("auto", "docker", "process"), help="where instances run")
@@ -132,7 +135,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         topology = session.topology(args.stage)
         rows = topology.describe()
         if args.json:
-            print(json.dumps({"run": session.context.run_id, "stage": args.stage, "instances": rows}, indent=2))
+            print(
+                json.dumps({"run": session.context.run_id, "stage": args.stage, "instances": rows}, indent=2)
+            )
         else:
             print(f"stage {args.stage} (run {session.context.run_id}, runtime {session.runtime.name}):")
             print(_table(rows, ["service", "version", "role", "url", "name"]))
@@ -178,12 +183,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import pytest
+    """Run the config's tests with ``pytest --compat`` in a child process (so pytest imports and rewrites
+    everything itself); SIGTERM/SIGINT are forwarded so its teardown removes the topologies."""
+    import signal
+    import subprocess
 
     config = _config(args)
-    pytest_args = ["--compat", "-p", "no:cacheprovider"]
-    if args.config:
-        pytest_args += ["--compat-config", str(args.config)]
+    pytest_args = ["--compat", "-p", "no:cacheprovider", "--compat-config", str(config.path)]
     for text in args.candidate:
         pytest_args += ["--compat-candidate", text]
     if args.runtime:
@@ -199,17 +205,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     paths = [str(p) for p in config.tests]
     if not paths and not args.pytest_args:
         raise ConfigError(
-            "no tests to run", file=str(config.path), key="tests",
+            "no tests to run",
+            file=str(config.path),
+            key="tests",
             hint='set tests = ["path/to/compat/tests"] or pass test paths after --',
         )
-    code = pytest.main([*pytest_args, "--rootdir", str(config.root), *paths, *args.pytest_args])
-    return _PYTEST_EXIT.get(int(code), ExitCode.ERROR)
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        *pytest_args,
+        "--rootdir",
+        str(config.root),
+        *paths,
+        *args.pytest_args,
+    ]
+    child = subprocess.Popen(argv, cwd=config.root)
+
+    def forward(signum: int, frame: object) -> None:
+        child.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        code = child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return _PYTEST_EXIT.get(code, ExitCode.ERROR)
 
 
 # pytest's exit codes -> ours: failed tests fail the gate, nothing collected is inconclusive,
 # interrupted/internal errors are ERROR (fail closed), usage errors stay usage errors.
-_PYTEST_EXIT = {0: ExitCode.PASS, 1: ExitCode.FAIL, 2: ExitCode.ERROR, 3: ExitCode.ERROR,
-                4: ExitCode.USAGE, 5: ExitCode.INCONCLUSIVE}
+_PYTEST_EXIT = {
+    0: ExitCode.PASS,
+    1: ExitCode.FAIL,
+    2: ExitCode.ERROR,
+    3: ExitCode.ERROR,
+    4: ExitCode.USAGE,
+    5: ExitCode.INCONCLUSIVE,
+}
 
 _COMMANDS = {"config": cmd_config, "up": cmd_up, "down": cmd_down, "status": cmd_status, "run": cmd_run}
 

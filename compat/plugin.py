@@ -9,6 +9,7 @@ under ``--compat``. Without the flag, tests marked ``compat`` are skipped with a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -41,31 +42,47 @@ _last_use_key = pytest.StashKey[dict[str, int]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("compat", "pytest-compat: can the old and the new version run at the same time")
     group.addoption(
-        "--compat", action="store_true", default=False,
+        "--compat",
+        action="store_true",
+        default=False,
         help="start mixed-version topologies and run tests marked 'compat' against them",
     )
     group.addoption(
-        "--compat-config", metavar="PATH", default=None,
+        "--compat-config",
+        metavar="PATH",
+        default=None,
         help="compat.toml or pyproject.toml to read (default: compat.toml, then [tool.compat] in rootdir)",
     )
     group.addoption(
-        "--compat-stage", metavar="NAME", action="append", default=[],
+        "--compat-stage",
+        metavar="NAME",
+        action="append",
+        default=[],
         help="run only this stage (repeatable)",
     )
     group.addoption(
-        "--compat-candidate", metavar="SERVICE=VERSION", action="append", default=[],
+        "--compat-candidate",
+        metavar="SERVICE=VERSION",
+        action="append",
+        default=[],
         help="make VERSION the candidate of SERVICE for this run (repeatable)",
     )
     group.addoption(
-        "--compat-runtime", metavar="NAME", default=None,
+        "--compat-runtime",
+        metavar="NAME",
+        default=None,
         help=f"where instances run: {', '.join(RUNTIMES)} (default: config, else auto)",
     )
     group.addoption(
-        "--compat-seed", metavar="N", default=None,
+        "--compat-seed",
+        metavar="N",
+        default=None,
         help="seed for generated data, routing and plans (default: config, else 0)",
     )
     group.addoption(
-        "--compat-report", metavar="DIR", default=None,
+        "--compat-report",
+        metavar="DIR",
+        default=None,
         help="directory for the compatibility reports",
     )
     parser.addini("compat_config", "default for --compat-config", default=None)
@@ -84,7 +101,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.getoption("compat"):
         return
     from compat.errors import CompatError
-    from compat.session import CompatSession, Options, resolve_config
+    from compat.session import CompatSession, resolve_config
 
     options = _options(config)
     try:
@@ -131,7 +148,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not enabled:
         return
     # Stage runs in plan order (a rollback's steps must run in sequence; each topology starts once).
-    items.sort(key=lambda item: (r.order if (r := _run_of(item)) else -1))
+    items.sort(key=lambda item: r.order if (r := _run_of(item)) else -1)
     grouped = config.pluginmanager.hasplugin("xdist")
     last_use: dict[str, int] = {}
     for index, item in enumerate(items):
@@ -152,9 +169,20 @@ class _SessionHooks:
     def pytest_report_header(self) -> list[str]:
         cfg = self.session.config
         pairs = ", ".join(
-            f"{name}: {svc.baseline} -> {svc.candidate or '(none)'}" for name, svc in sorted(cfg.services.items())
+            f"{name}: {svc.baseline} -> {svc.candidate or '(none)'}"
+            for name, svc in sorted(cfg.services.items())
         )
         return [f"compat: config {cfg.path}, runtime {cfg.runtime}, seed {cfg.seed}", f"compat: {pairs}"]
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Print the plans (rollback steps and their seed, skew combinations) before anything runs."""
+        if hasattr(session.config, "workerinput"):
+            return  # the controller prints them once
+        runs = sorted(
+            {r.id: r for item in session.items if (r := _run_of(item))}.values(), key=lambda r: r.order
+        )
+        for line in self.session.plan_lines(runs):
+            _echo(session.config)(line)
 
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         """Stop a stage's topology after its last test (not on xdist workers: they see a subset)."""
@@ -346,7 +374,5 @@ def _install_sigterm(config: pytest.Config) -> None:
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    try:
+    with contextlib.suppress(ValueError):  # not the main thread (embedded use): atexit still cleans
         config.stash[_previous_sigterm_key] = signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:  # not the main thread (embedded use): the runtime's atexit net still applies
-        pass

@@ -40,9 +40,7 @@ def resolve_config(start: Path, options: Options) -> Config:
     """Find, load, validate and override the config; raises ConfigError/UsageError."""
     path = find_config(start, options.config)
     config = load_config(path)
-    return apply_overrides(
-        config, candidates=options.candidates, runtime=options.runtime, seed=options.seed
-    )
+    return apply_overrides(config, candidates=options.candidates, runtime=options.runtime, seed=options.seed)
 
 
 class CompatSession:
@@ -66,6 +64,7 @@ class CompatSession:
         self._failed: dict[str, BaseException] = {}
         self._runs: list[StageRun] | None = None
         self._stage_data: dict[str, dict[str, object]] = {}
+        self._announced: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
 
@@ -98,9 +97,9 @@ class CompatSession:
         if stage == "default":
             return plan_default(self.config, self.runtime)
         for run in self.runs():
-            if run.id == stage or (run.stage == stage and run.order == min(
-                r.order for r in self.runs() if r.stage == stage
-            )):
+            if run.id == stage or (
+                run.stage == stage and run.order == min(r.order for r in self.runs() if r.stage == stage)
+            ):
                 return PlanBuilder(self.config, self.runtime).plan(run)
         known = ", ".join(["default", *(r.id for r in self.runs())])
         raise KeyError(f"unknown stage {stage!r}; known: {known}")
@@ -128,7 +127,8 @@ class CompatSession:
                 elif run is not None and topology.run is not None and run.step and topology.run.step:
                     if run.step.index < topology.run.step.index:
                         raise RuntimeError(
-                            f"stage run {run.id!r} comes after {topology.run.id!r} already ran: rollback steps "
+                            f"stage run {run.id!r} comes after {topology.run.id!r} already ran: "
+                            "rollback steps "
                             "only go forward (under xdist, use --dist loadgroup)"
                         )
                     if run.step.index > topology.run.step.index:
@@ -162,17 +162,31 @@ class CompatSession:
         known = ", ".join(["default", *(r.id for r in self.runs())])
         raise KeyError(f"unknown stage {stage!r}; known: {known}")
 
-    def _announce(self, run: StageRun | None, plan: Plan) -> None:
-        if run is not None and run.kind == "rollback" and run.step is not None and run.step.index == 0:
-            from compat.topology.stages import format_rollback
+    def plan_lines(self, runs: list[StageRun]) -> list[str]:
+        """What will run, printed before it runs: each rollback's steps (with the seed that replays them)
+        and each skew's combinations. Each plan is described once per session."""
+        from compat.topology.stages import format_rollback
 
-            steps = [r.step for r in self.runs() if r.topology_key == run.topology_key and r.step]
-            self.echo(format_rollback(steps, service=run.subject or "?", seed=self.config.seed))
-        if run is not None and run.kind == "skew" and run.order == min(
-            r.order for r in self.runs() if r.stage == run.stage
-        ):
-            combos = [r.id for r in self.runs() if r.stage == run.stage]
-            self.echo(f"skew {run.stage}: {len(combos)} combination(s): {'; '.join(combos)}")
+        lines: list[str] = []
+        for run in runs:
+            key = run.topology_key if run.kind == "rollback" else run.stage
+            if run.kind not in ("rollback", "skew") or key in self._announced:
+                continue
+            self._announced.add(key)
+            if run.kind == "rollback":
+                steps = [r.step for r in self.runs() if r.topology_key == key and r.step]
+                lines += format_rollback(
+                    steps, service=run.subject or "?", seed=self.config.seed
+                ).splitlines()
+            else:
+                combos = [r.id for r in self.runs() if r.stage == run.stage]
+                lines.append(f"skew {run.stage}: {len(combos)} combination(s): {'; '.join(combos)}")
+        return lines
+
+    def _announce(self, run: StageRun | None, plan: Plan) -> None:
+        if run is not None:
+            for line in self.plan_lines([run]):
+                self.echo(line)
 
     def _advance(self, topology: Topology, run: StageRun) -> None:
         """Rolling change of a rollback fleet to ``run``'s step: start new boxes, re-point the router,

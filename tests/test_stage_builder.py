@@ -67,7 +67,10 @@ def test_default_stages_follow_the_config(config: Config) -> None:
     ids = [r.id for r in stage_runs(config)]
     assert ids[:3] == ["onebox", "zeta", "reverse-zeta"]
     assert [i for i in ids if i.startswith("rollback")] == [
-        "rollback:0-before", "rollback:1-mixed", "rollback:2-after-upgrade", "rollback:3-after-rollback",
+        "rollback:0-before",
+        "rollback:1-mixed",
+        "rollback:2-after-upgrade",
+        "rollback:3-after-rollback",
     ]
 
 
@@ -83,25 +86,29 @@ def test_onebox_puts_one_candidate_among_baselines_behind_a_router(config: Confi
 
 def test_onebox_router_policy_and_weights_come_from_the_stage(tmp_path: Path) -> None:
     text = SCRATCH.read_text().replace('context = "."', f'context = "{SCRATCH.parent}"')
-    text += '\n[stages.canary]\nkind = "onebox"\nservices = ["store"]\npolicy = "weighted"\nweight = 0.1\nseed = 5\n'
+    text += '\n[stages.canary]\nkind = "onebox"\nservices = ["store"]\n'
+    text += 'policy = "weighted"\nweight = 0.1\nseed = 5\n'
     (tmp_path / "compat.toml").write_text(text)
     cfg = load_config(tmp_path / "compat.toml", environ={})
     plan = plan_of(cfg, "canary")
     router = json.loads(plan.spec("store-router").env[ROUTER_CONFIG_ENV])
-    assert router["policy"] == "weighted" and router["seed"] == 5
+    assert router["policy"] == "weighted"
+    assert router["seed"] == 5
     assert router["weights"] == {"v2": 0.1, "v1": pytest.approx(0.9)}
 
 
 def test_zeta_runs_the_candidate_consumer_against_production(config: Config) -> None:
     plan = plan_of(config, "zeta")
-    assert fleet(plan, "api") == ["v2"] and fleet(plan, "store") == ["v1"]
+    assert fleet(plan, "api") == ["v2"]
+    assert fleet(plan, "store") == ["v1"]
     assert plan.spec("api-v2-0").env["BACKEND_URL"] == "http://store-v1-0:8080"
     assert not [s for s in plan.specs if s.role == "router"]
 
 
 def test_reverse_zeta_runs_production_consumers_against_the_candidate(config: Config) -> None:
     plan = plan_of(config, "reverse-zeta")
-    assert fleet(plan, "store") == ["v2"] and fleet(plan, "api") == ["v1"]
+    assert fleet(plan, "store") == ["v2"]
+    assert fleet(plan, "api") == ["v1"]
     assert plan.spec("api-v1-0").env["BACKEND_URL"] == "http://store-v2-0:8080"
 
 
@@ -110,11 +117,15 @@ def test_rollback_steps_change_the_fleet_and_keep_the_router(config: Config) -> 
     builder = PlanBuilder(config, ReserveOnly(RunContext.new("t")))
     plans = [builder.plan(r) for r in runs]
     assert [fleet(p, "store") for p in plans] == [
-        ["v1", "v1", "v1"], ["v1", "v1", "v2"], ["v2", "v2", "v2"], ["v1", "v1", "v1"],
+        ["v1", "v1", "v1"],
+        ["v1", "v1", "v2"],
+        ["v2", "v2", "v2"],
+        ["v1", "v1", "v1"],
     ]
     assert router_upstreams(plans[1], "store") == ["store-v2-0", "store-v1-1", "store-v1-2"]
     stop, start = fleet_change(plans[0], plans[1])
-    assert stop == ["store-v1-0"] and [s.name for s in start] == ["store-v2-0"]
+    assert stop == ["store-v1-0"]
+    assert [s.name for s in start] == ["store-v2-0"]
     stop, start = fleet_change(plans[2], plans[3])
     assert sorted(stop) == ["store-v2-0", "store-v2-1", "store-v2-2"]
     assert all(s.role != "router" for s in start), "the router is re-pointed, never restarted"
@@ -132,7 +143,10 @@ def test_rollback_steps_replay_from_the_seed(config: Config) -> None:
 def test_skew_runs_every_combination_of_the_chain(config: Config) -> None:
     runs = stage_runs(config, ["skew"])
     assert [r.id for r in runs] == [
-        "skew:api=old,store=old", "skew:api=old,store=new", "skew:api=new,store=old", "skew:api=new,store=new",
+        "skew:api=old,store=old",
+        "skew:api=old,store=new",
+        "skew:api=new,store=old",
+        "skew:api=new,store=new",
     ]
     plan = plan_of(config, "skew:api=new,store=old", ["skew"])
     assert plan.spec("api-v2-0").env["BACKEND_URL"] == "http://store-v1-0:8080"
@@ -154,4 +168,5 @@ def test_stage_runs_are_in_a_stable_order(config: Config) -> None:
 
 def test_stage_run_is_hashable_for_pytest_ids(config: Config) -> None:
     run = stage_runs(config)[0]
-    assert isinstance(run, StageRun) and run.id == "onebox"
+    assert isinstance(run, StageRun)
+    assert run.id == "onebox"

@@ -30,8 +30,10 @@ def test_canonical_rollback_is_baseline_onebox_all_candidate_all_baseline() -> N
 @pytest.mark.parametrize("boxes", [1, 2, 3, 5])
 def test_every_seeded_plan_is_a_valid_rollout(seed: int, boxes: int) -> None:
     steps = rollback_steps(boxes, "old", "new", seed=seed)
-    assert steps[0].boxes == ("old",) * boxes and steps[0].phase == "before"
-    assert steps[-1].boxes == ("old",) * boxes and steps[-1].phase == "after-rollback"
+    assert steps[0].boxes == ("old",) * boxes
+    assert steps[0].phase == "before"
+    assert steps[-1].boxes == ("old",) * boxes
+    assert steps[-1].phase == "after-rollback"
     assert ("new",) * boxes in [s.boxes for s in steps], "the plan never reaches all-candidate"
     upgraded = [s for s in steps if s.phase == "after-upgrade"]
     assert len(upgraded) == 1
@@ -50,7 +52,9 @@ def test_same_seed_replays_the_same_plan_and_seeds_differ() -> None:
 
 def test_rollback_plan_is_printed_with_its_seed() -> None:
     text = format_rollback(rollback_steps(2, "v1", "v2", seed=9), service="orders", seed=9)
-    assert "seed 9" in text and "--compat-seed 9" in text and "step 0: before" in text
+    assert "seed 9" in text
+    assert "--compat-seed 9" in text
+    assert "step 0: before" in text
 
 
 def test_rollback_needs_a_box() -> None:
@@ -77,7 +81,10 @@ def test_long_chains_get_a_pairwise_covering_subset(n: int) -> None:
 
 def test_pairwise_check_detects_a_gap() -> None:
     chain = ("a", "b", "c")
-    rows = [{"a": "baseline", "b": "baseline", "c": "baseline"}, {"a": "candidate", "b": "candidate", "c": "candidate"}]
+    rows = [
+        {"a": "baseline", "b": "baseline", "c": "baseline"},
+        {"a": "candidate", "b": "candidate", "c": "candidate"},
+    ]
     assert not is_pairwise_covering(rows, chain)
 
 

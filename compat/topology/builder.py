@@ -26,7 +26,7 @@ from compat.config.model import BuildSpec, Config, Stage
 from compat.errors import ConfigError
 from compat.runtime.base import InstanceSpec, Runtime
 from compat.topology.model import Plan
-from compat.topology.planner import instance_name, version_spec, wire
+from compat.topology.planner import version_spec, wire
 from compat.topology.stages import RolloutStep, default_stages, rollback_steps, skew_combinations
 
 ROUTER_PORT = 8080
@@ -67,7 +67,10 @@ def stage_runs(config: Config, selected: Iterable[str] = ()) -> list[StageRun]:
                 if implied is None:
                     choices = sorted({*known, *(s.kind for s in known.values())})
                     raise ConfigError(
-                        "no such stage", key="--compat-stage", value=name, has_value=True,
+                        "no such stage",
+                        key="--compat-stage",
+                        value=name,
+                        has_value=True,
                         hint=f"choose one of {', '.join(choices) or '(none: no service has a candidate)'}",
                     )
                 matches = [implied]
@@ -92,8 +95,8 @@ def _implied_stage(config: Config, kind: str) -> Stage | None:
 
 def _expand(config: Config, stage: Stage, start: int) -> list[StageRun]:
     subjects = stage.services or tuple(sorted(n for n, s in config.services.items() if s.candidate))
+    runs: list[StageRun] = []
     if stage.kind == "rollback":
-        runs = []
         for subject in subjects:
             svc = config.services[subject]
             assert svc.candidate is not None
@@ -101,26 +104,39 @@ def _expand(config: Config, stage: Stage, start: int) -> list[StageRun]:
             seed = stage.seed if stage.seed is not None else config.seed
             prefix = stage.name if len(subjects) == 1 else f"{stage.name}:{subject}"
             for step in rollback_steps(boxes, svc.baseline, svc.candidate, seed):
-                runs.append(StageRun(
-                    id=f"{prefix}:{step.index}-{step.phase}", stage=stage.name, kind=stage.kind,
-                    topology_key=prefix, order=start + len(runs), step=step, subject=subject,
-                ))
+                runs.append(
+                    StageRun(
+                        id=f"{prefix}:{step.index}-{step.phase}",
+                        stage=stage.name,
+                        kind=stage.kind,
+                        topology_key=prefix,
+                        order=start + len(runs),
+                        step=step,
+                        subject=subject,
+                    )
+                )
         return runs
     if stage.kind == "skew":
         chain = stage.chain or _default_chain(config)
         if len(chain) < 2:
             raise ConfigError(
                 "a skew stage needs a call chain of at least two services with candidates",
-                file=str(config.path), key=f"stages.{stage.name}.chain",
+                file=str(config.path),
+                key=f"stages.{stage.name}.chain",
                 hint='set chain = ["frontend", "backend"] (each depends_on the next)',
             )
-        runs = []
         for combo in skew_combinations(chain):
             label = ",".join(f"{svc}={SHORT_ROLE[role]}" for svc, role in combo.items())
-            runs.append(StageRun(
-                id=f"{stage.name}:{label}", stage=stage.name, kind=stage.kind,
-                topology_key=f"{stage.name}:{label}", order=start + len(runs), combination=combo,
-            ))
+            runs.append(
+                StageRun(
+                    id=f"{stage.name}:{label}",
+                    stage=stage.name,
+                    kind=stage.kind,
+                    topology_key=f"{stage.name}:{label}",
+                    order=start + len(runs),
+                    combination=combo,
+                )
+            )
         return runs
     return [StageRun(id=stage.name, stage=stage.name, kind=stage.kind, topology_key=stage.name, order=start)]
 
@@ -168,8 +184,10 @@ class PlanBuilder:
         raise ValueError(f"unknown stage kind {run.kind!r}")
 
     def _stage(self, run: StageRun) -> Stage:
-        return default_stages(self.config).get(run.stage) or self.config.stages.get(run.stage) or Stage(
-            name=run.stage, kind=run.kind
+        return (
+            default_stages(self.config).get(run.stage)
+            or self.config.stages.get(run.stage)
+            or Stage(name=run.stage, kind=run.kind)
         )
 
     def _subjects(self, stage: Stage) -> tuple[str, ...]:
@@ -200,7 +218,8 @@ class PlanBuilder:
         return self._assemble(run, stage, fleets, routed=set())
 
     def _rollback(self, run: StageRun, stage: Stage) -> Plan:
-        assert run.step is not None and run.subject is not None
+        assert run.step is not None
+        assert run.subject is not None
         fleets = {run.subject: list(run.step.boxes)}
         return self._assemble(run, stage, fleets, routed={run.subject}, slot_names=True, everything=True)
 
@@ -249,9 +268,11 @@ class PlanBuilder:
         entry: dict[str, str] = {}
         upstreams: dict[str, list[InstanceSpec]] = {}
         runtime = self.runtime.name
-        services = fleets if not everything else {
-            **{n: [self.config.services[n].baseline] for n in self.config.services}, **fleets
-        }
+        services = (
+            fleets
+            if not everything
+            else {**{n: [self.config.services[n].baseline] for n in self.config.services}, **fleets}
+        )
         for name in self.config.dependency_order():
             if name not in services:
                 continue
@@ -275,10 +296,12 @@ class PlanBuilder:
         addresses = self.runtime.reserve(specs)
         for name, boxes in upstreams.items():
             specs.append(self.router_spec(name, stage, boxes, addresses))
-        notes = ()
+        notes: tuple[str, ...] = ()
         if run.step is not None and run.subject is not None:
             notes = (f"{run.subject}: {run.step.describe()}",)
-        return Plan(name=run.id, specs=wire(self.config, self.runtime, specs, entry), entry=entry, notes=notes)
+        return Plan(
+            name=run.id, specs=wire(self.config, self.runtime, specs, entry), entry=entry, notes=notes
+        )
 
     def router_spec(
         self, service: str, stage: Stage, boxes: list[InstanceSpec], addresses: dict[str, str]
@@ -287,14 +310,24 @@ class PlanBuilder:
         env = {ROUTER_CONFIG_ENV: json.dumps(router_config, sort_keys=True)}
         if self.runtime.name == "process":
             return InstanceSpec(
-                name=f"{service}-router", service=service, version="router", role="router",
-                port=ROUTER_PORT, health=ROUTER_HEALTH,
+                name=f"{service}-router",
+                service=service,
+                version="router",
+                role="router",
+                port=ROUTER_PORT,
+                health=ROUTER_HEALTH,
                 command=(sys.executable, "-m", "compat.router", "--listen", "127.0.0.1:{port}"),
-                cwd=Path.cwd(), env={**env, "PYTHONPATH": _package_parent()},
+                cwd=Path.cwd(),
+                env={**env, "PYTHONPATH": _package_parent()},
             )
         return InstanceSpec(
-            name=f"{service}-router", service=service, version="router", role="router",
-            port=ROUTER_PORT, health=ROUTER_HEALTH, build=router_build(),
+            name=f"{service}-router",
+            service=service,
+            version="router",
+            role="router",
+            port=ROUTER_PORT,
+            health=ROUTER_HEALTH,
+            build=router_build(),
             container_command=("python3", "-m", "compat.router", "--listen", f"0.0.0.0:{ROUTER_PORT}"),
             env=env,
         )

@@ -52,9 +52,7 @@ class Topology:
     def name(self) -> str:
         return self.plan.name
 
-    def select(
-        self, service: str, *, version: str | None = None, role: str | None = None
-    ) -> list[Instance]:
+    def select(self, service: str, *, version: str | None = None, role: str | None = None) -> list[Instance]:
         """Instances of ``service``, optionally only of one version or role (baseline/candidate)."""
         found = [
             i

@@ -30,14 +30,15 @@ def check_runnable(config: Config, version: Version, runtime: str) -> None:
             "the process runtime needs a `command` for this version",
             file=str(config.path),
             key=key,
-            hint="add command = [...] with {port} (and {state_dir} for shared state), or use the docker runtime",
+            hint="add command = [...] with {port} (and {state_dir} for shared state), "
+            "or use the docker runtime",
         )
     if runtime != "process" and not (version.image or version.build):
         raise ConfigError(
             "the docker runtime needs `image` or `build` for this version",
             file=str(config.path),
             key=key,
-            hint="add image = \"name:tag\" or build = { context = \"dir\" }, or use --compat-runtime process",
+            hint='add image = "name:tag" or build = { context = "dir" }, or use --compat-runtime process',
         )
 
 
@@ -80,9 +81,9 @@ def version_spec(
     )
 
 
-def wire(config: Config, runtime: Runtime, specs: Iterable[InstanceSpec], entry: dict[str, str]) -> tuple[
-    InstanceSpec, ...
-]:
+def wire(
+    config: Config, runtime: Runtime, specs: Iterable[InstanceSpec], entry: dict[str, str]
+) -> tuple[InstanceSpec, ...]:
     """Give every instance the base URL of each dependency's entry instance, in the env var it declares."""
     specs = tuple(specs)
     addresses = runtime.reserve(specs)

@@ -84,8 +84,10 @@ def rollback_steps(boxes: int, baseline: str, candidate: str, seed: int = 0) -> 
         for slot in batch:
             fleet[slot] = candidate
         done = all(v == candidate for v in fleet)
-        add("after-upgrade" if done else "mixed", f"upgrade box{'es' if len(batch) > 1 else ''} "
-            + ", ".join(map(str, batch)))
+        add(
+            "after-upgrade" if done else "mixed",
+            f"upgrade box{'es' if len(batch) > 1 else ''} " + ", ".join(map(str, batch)),
+        )
     if not rest:
         add("after-upgrade", f"upgrade box {first}")
     back = list(reversed(order)) if not seed else rng.sample(order, len(order))
@@ -93,8 +95,10 @@ def rollback_steps(boxes: int, baseline: str, candidate: str, seed: int = 0) -> 
         for slot in batch:
             fleet[slot] = baseline
         done = all(v == baseline for v in fleet)
-        add("after-rollback" if done else "mixed", f"roll back box{'es' if len(batch) > 1 else ''} "
-            + ", ".join(map(str, batch)))
+        add(
+            "after-rollback" if done else "mixed",
+            f"roll back box{'es' if len(batch) > 1 else ''} " + ", ".join(map(str, batch)),
+        )
     return steps
 
 
@@ -157,9 +161,9 @@ def _pairwise_cover(n: int) -> list[tuple[int, ...]]:
         gained = covers(best)
         if not gained:  # cannot happen with the full product; guard the sampled case
             i, j, a, b = sorted(uncovered)[0]
-            row = [0] * n
-            row[i], row[j] = a, b
-            best, gained = tuple(row), covers(tuple(row))
+            fill = [0] * n
+            fill[i], fill[j] = a, b
+            best, gained = tuple(fill), covers(tuple(fill))
         chosen.append(best)
         uncovered -= gained
     return chosen

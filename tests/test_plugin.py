@@ -1,0 +1,183 @@
+"""Black-box tests of the pytest plugin with pytester: flag off, flag on (both runtimes), bad options,
+xdist, SIGTERM. The scratch project (tests/data/scratch) has only a compat.toml, an app and a test file."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO, managed_resources
+
+SCRATCH = REPO / "tests" / "data" / "scratch"
+HEAVY = ("docker", "testcontainers", "schemathesis", "pact", "requests", "yaml")
+
+
+@pytest.fixture
+def scratch(pytester: pytest.Pytester) -> Path:
+    for item in SCRATCH.iterdir():
+        if item.is_file():
+            shutil.copy(item, pytester.path / item.name)
+    return pytester.path
+
+
+def test_flag_off_skips_marked_tests_with_the_reason(pytester: pytest.Pytester, scratch: Path) -> None:
+    result = pytester.runpytest("-rs", "--strict-markers")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*pass --compat to run it*"])
+
+
+def test_fixture_outside_a_marked_test_skips_without_the_flag(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_t(compat_topology):\n    raise AssertionError('must not run')\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*pass --compat to run it*"])
+
+
+def test_importing_the_plugin_loads_nothing_heavy() -> None:
+    code = f"import sys, compat.plugin\nprint(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_options_are_listed_in_help(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    for option in (
+        "--compat ",
+        "--compat-config",
+        "--compat-stage",
+        "--compat-candidate",
+        "--compat-runtime",
+        "--compat-seed",
+        "--compat-report",
+    ):
+        result.stdout.fnmatch_lines([f"*{option}*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--compat-runtime", "vm"],
+            "*--compat-runtime: 'vm' is not a valid runtime; choose one of auto, docker, process*",
+        ),
+        (["--compat-seed", "x1"], "*--compat-seed: 'x1' is not a valid seed; give an integer >= 0*"),
+        (["--compat-seed", "-3"], "*--compat-seed: '-3' is not a valid seed*"),
+        (["--compat-candidate", "store"], "*store*SERVICE=VERSION*"),
+        (["--compat-candidate", "store=v9"], "*--compat-candidate*v9*v1*v2*"),
+        (["--compat-candidate", "nosuch=v1"], "*--compat-candidate*nosuch*api*store*"),
+        (["--compat-config", "missing.toml"], "*missing.toml*"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    pytester: pytest.Pytester, scratch: Path, args: list[str], message: str
+) -> None:
+    result = pytester.runpytest("--compat", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_ini_runtime_is_validated(pytester: pytest.Pytester, scratch: Path) -> None:
+    pytester.makeini("[pytest]\ncompat_runtime = vm\n")
+    result = pytester.runpytest("--compat")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*'vm' is not a valid runtime*"])
+
+
+def test_no_config_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_t():\n    pass\n")
+    result = pytester.runpytest("--compat")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*compat.toml*"])
+
+
+def test_bad_marker_arguments_are_usage_errors(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("import pytest\n@pytest.mark.compat('onebox')\ndef test_t():\n    pass\n")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*mark.compat got ('onebox',)*stage, stages*"])
+
+
+def test_process_runtime_end_to_end(pytester: pytest.Pytester, scratch: Path) -> None:
+    result = pytester.runpytest_subprocess("--compat", "--compat-runtime", "process", "-v")
+    # 2 onebox-only tests + 1 test in each of the 7 default stage runs + 1 unmarked test
+    result.assert_outcomes(passed=10)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_every_stage_answers?onebox? PASSED*",
+            "*test_every_stage_answers?rollback:3-after-rollback? PASSED*",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*compat: config*scratch*compat.toml*runtime process*", "*api: v1 -> v2*"])
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("COMPAT_BASE_IMAGE", "compat-base:bookworm")
+    return env
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leaks")
+def test_docker_runtime_end_to_end(pytester: pytest.Pytester, scratch: Path, docker_client: Any) -> None:
+    result = pytester.runpytest_subprocess("--compat", "--compat-runtime", "docker", "--junitxml=out.xml")
+    result.assert_outcomes(passed=10)
+    assert (scratch / "out.xml").exists()
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leaks")
+def test_xdist_workers_get_isolated_topologies(
+    pytester: pytest.Pytester, scratch: Path, docker_client: Any
+) -> None:
+    # --dist each: every worker runs every test, so both start a topology at the same time.
+    result = pytester.runpytest_subprocess(
+        "--compat", "--compat-runtime", "docker", "-p", "xdist", "-n", "2", "--dist", "each"
+    )
+    result.assert_outcomes(passed=20)
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("no_leaks")
+def test_sigterm_mid_run_removes_the_topology(
+    pytester: pytest.Pytester, scratch: Path, docker_client: Any
+) -> None:
+    (scratch / "test_wait.py").write_text(
+        "import pytest, time\n"
+        "@pytest.mark.compat\n"
+        "def test_hang(compat_topology):\n"
+        "    print('TOPOLOGY-UP', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--compat", "--compat-runtime", "docker", "-s", "test_wait.py"],
+        cwd=scratch,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 120
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "TOPOLOGY-UP" in line:
+            break
+        assert time.monotonic() < deadline, "the topology never came up:\n" + "".join(seen)
+    assert managed_resources(docker_client, **{"io.pytest-compat.project": "scratch"})["containers"]
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    left = managed_resources(docker_client, **{"io.pytest-compat.project": "scratch"})
+    assert not any(left.values()), f"left behind after SIGTERM: {left}"
