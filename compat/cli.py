@@ -139,7 +139,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 json.dumps({"run": session.context.run_id, "stage": args.stage, "instances": rows}, indent=2)
             )
         else:
-            print(f"stage {args.stage} (run {session.context.run_id}, runtime {session.runtime.name}):")
+            print(f"stage {args.stage} (run {session.context.run_id}, runtime {session.runtime_name}):")
             print(_table(rows, ["service", "version", "role", "url", "name"]))
         if args.detach:
             session.detach()

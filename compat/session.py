@@ -59,7 +59,9 @@ class CompatSession:
         self.echo = echo
         self.progress = progress
         self.context = RunContext.new(config.project, worker=options.worker, keep=options.keep)
-        self._runtime: Runtime | None = None
+        self._runtimes: dict[str, Runtime] = {}
+        self._runtime_lock = threading.Lock()
+        self._kind: str | None = None
         self._topologies: dict[str, Topology] = {}
         self._failed: dict[str, BaseException] = {}
         self._runs: list[StageRun] | None = None
@@ -73,17 +75,29 @@ class CompatSession:
         return self.config.seed
 
     @property
-    def runtime(self) -> Runtime:
-        """The runtime, chosen on first use (auto: docker when an engine answers, else process)."""
-        if self._runtime is None:
-            from compat.runtime import select_runtime
-            from compat.runtime.cleanup import reap_dead_runs
+    def runtime_name(self) -> str:
+        """``docker`` or ``process`` (``auto`` is decided, once, when the first topology starts)."""
+        return self._kind or self.config.runtime
 
-            reap_dead_runs(project=None, echo=self.echo)
-            self._runtime = select_runtime(
-                self.config.runtime, self.context, progress=self.progress, echo=self.echo
-            )
-        return self._runtime
+    def runtime_for(self, key: str) -> Runtime:
+        """The runtime of one topology. Every topology gets its own (own network, state and name scope),
+        so stages never see each other's instances, data or DNS names."""
+        with self._runtime_lock:
+            runtime = self._runtimes.get(key)
+            if runtime is None:
+                from compat.runtime import select_runtime
+
+                if self._kind is None:
+                    from compat.runtime.cleanup import reap_dead_runs
+
+                    reap_dead_runs(project=None, echo=self.echo)
+                kind = self._kind or self.config.runtime
+                runtime = select_runtime(
+                    kind, self.context.scoped(key), progress=self.progress, echo=self.echo
+                )
+                self._kind = runtime.name
+                self._runtimes[key] = runtime
+            return runtime
 
     def runs(self) -> list[StageRun]:
         """The stage runs selected for this session (``--compat-stage``, config, or defaults), in order."""
@@ -92,17 +106,11 @@ class CompatSession:
         return self._runs
 
     def plan(self, stage: str | StageRun = "default") -> Plan:
-        if isinstance(stage, StageRun):
-            return PlanBuilder(self.config, self.runtime).plan(stage)
-        if stage == "default":
-            return plan_default(self.config, self.runtime)
-        for run in self.runs():
-            if run.id == stage or (
-                run.stage == stage and run.order == min(r.order for r in self.runs() if r.stage == stage)
-            ):
-                return PlanBuilder(self.config, self.runtime).plan(run)
-        known = ", ".join(["default", *(r.id for r in self.runs())])
-        raise KeyError(f"unknown stage {stage!r}; known: {known}")
+        """The plan of a stage run (or ``default``), built for the runtime of its topology."""
+        run = stage if isinstance(stage, StageRun) else self._run_named(stage)
+        if run is None:
+            return plan_default(self.config, self.runtime_for("default"))
+        return PlanBuilder(self.config, self.runtime_for(run.topology_key)).plan(run)
 
     def topology(self, stage: str | StageRun = "default") -> Topology:
         """The running topology of a stage run, started on first request and shared afterwards.
@@ -122,7 +130,8 @@ class CompatSession:
                 if topology is None:
                     plan = self.plan(run or "default")
                     self._announce(run, plan)
-                    topology = Topology(plan, self.runtime, self.runtime.start(plan.specs), run=run)
+                    runtime = self.runtime_for(key)
+                    topology = Topology(plan, runtime, runtime.start(plan.specs), run=run)
                     self._topologies[key] = topology
                 elif run is not None and topology.run is not None and run.step and topology.run.step:
                     if run.step.index < topology.run.step.index:
@@ -147,11 +156,13 @@ class CompatSession:
             return self._stage_data.setdefault(key, {})
 
     def release(self, run: StageRun) -> None:
-        """Stop the topology of ``run`` (when no later test needs it)."""
+        """Remove the topology of ``run`` and everything its runtime made (when no later test needs it)."""
         with self._lock:
-            topology = self._topologies.pop(run.topology_key, None)
-        if topology is not None:
-            topology.stop()
+            self._topologies.pop(run.topology_key, None)
+            with self._runtime_lock:
+                runtime = self._runtimes.pop(run.topology_key, None)
+        if runtime is not None:
+            runtime.close()
 
     def _run_named(self, stage: str) -> StageRun | None:
         if stage == "default":
@@ -159,8 +170,11 @@ class CompatSession:
         for run in self.runs():
             if stage in (run.id, run.stage):
                 return run
-        known = ", ".join(["default", *(r.id for r in self.runs())])
-        raise KeyError(f"unknown stage {stage!r}; known: {known}")
+        from compat.errors import UsageError
+
+        names = [*dict.fromkeys(r.stage for r in self.runs()), *(r.id for r in self.runs())]
+        known = ", ".join(["default", *dict.fromkeys(names)])
+        raise UsageError(f"unknown stage {stage!r}; choose one of {known}")
 
     def plan_lines(self, runs: list[StageRun]) -> list[str]:
         """What will run, printed before it runs: each rollback's steps (with the seed that replays them)
@@ -193,14 +207,14 @@ class CompatSession:
         then stop the old boxes."""
         new_plan = self.plan(run)
         stop_names, start_specs = fleet_change(topology.plan, new_plan)
-        started = self.runtime.start(start_specs) if start_specs else []
+        started = topology.runtime.start(start_specs) if start_specs else []
         topology.instances.extend(started)
         for spec in new_plan.specs:
             if spec.role == "router":
                 topology.reconfigure_router(spec)
         leaving = [i for i in topology.instances if i.name in stop_names]
         if leaving:
-            self.runtime.stop(leaving)
+            topology.runtime.stop(leaving)
         topology.instances = [i for i in topology.instances if i.name not in stop_names]
         topology.plan = new_plan
         topology.run = run
@@ -211,20 +225,24 @@ class CompatSession:
         """Leave everything running after this process exits (``compat up --detach``)."""
         from compat.runtime.cleanup import forget
 
-        with self._lock:
-            runtime, self._runtime = self._runtime, None
-            self._topologies.clear()
-            self._closed = True
-        if runtime is not None:
+        for runtime in self._take_runtimes():
             forget(runtime)
 
     def close(self) -> None:
-        """Stop every topology and remove everything the runtime created. Idempotent."""
+        """Stop every topology and remove everything the runtimes created. Idempotent."""
+        errors = []
+        for runtime in self._take_runtimes():
+            try:
+                runtime.close()
+            except Exception as exc:  # close the others, then report
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def _take_runtimes(self) -> list[Runtime]:
         with self._lock:
-            if self._closed:
-                return
             self._closed = True
-            runtime, self._runtime = self._runtime, None
             self._topologies.clear()
-        if runtime is not None:
-            runtime.close()
+            with self._runtime_lock:
+                runtimes, self._runtimes = list(self._runtimes.values()), {}
+        return runtimes

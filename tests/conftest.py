@@ -21,7 +21,8 @@ pytest_plugins = ["pytester"]
 collect_ignore = ["data"]  # scratch projects that pytester copies; not tests of this repo
 
 REPO = Path(__file__).resolve().parent.parent
-BASE_IMAGE = os.environ.get("COMPAT_BASE_IMAGE", "compat-base:bookworm")
+# Builds in tests use the locally built base image (no registry is reachable); child processes inherit it.
+BASE_IMAGE = os.environ.setdefault("COMPAT_BASE_IMAGE", "compat-base:bookworm")
 MANAGED = "io.pytest-compat.managed=true"
 
 

@@ -30,7 +30,7 @@ def scratch(pytester: pytest.Pytester) -> Path:
 
 def test_flag_off_skips_marked_tests_with_the_reason(pytester: pytest.Pytester, scratch: Path) -> None:
     result = pytester.runpytest("-rs", "--strict-markers")
-    result.assert_outcomes(passed=1, skipped=2)
+    result.assert_outcomes(passed=1, skipped=3)
     result.stdout.fnmatch_lines(["*pass --compat to run it*"])
 
 
@@ -115,7 +115,7 @@ def test_process_runtime_end_to_end(pytester: pytest.Pytester, scratch: Path) ->
             "*test_every_stage_answers?rollback:3-after-rollback? PASSED*",
         ]
     )
-    result.stdout.fnmatch_lines(["*compat: config*scratch*compat.toml*runtime process*", "*api: v1 -> v2*"])
+    result.stdout.fnmatch_lines(["*compat: config*compat.toml, runtime process, seed 0*", "*api: v1 -> v2*"])
 
 
 def _env() -> dict[str, str]:

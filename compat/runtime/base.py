@@ -19,6 +19,7 @@ Lifecycle::
 from __future__ import annotations
 
 import abc
+import dataclasses
 import os
 import socket
 import time
@@ -42,6 +43,7 @@ LABEL_INSTANCE = f"{LABEL_PREFIX}.instance"
 LABEL_SERVICE = f"{LABEL_PREFIX}.service"
 LABEL_VERSION = f"{LABEL_PREFIX}.version"
 LABEL_ROLE = f"{LABEL_PREFIX}.role"
+LABEL_SCOPE = f"{LABEL_PREFIX}.scope"
 
 #: Progress callback: (phase, message), phase one of "build", "start", "ready", "stop".
 Progress = Callable[[str, str], None]
@@ -58,6 +60,7 @@ class RunContext:
     pid: int = field(default_factory=os.getpid)
     host: str = field(default_factory=socket.gethostname)
     started: float = field(default_factory=time.time)
+    scope: str = ""  # the topology within the run ("onebox", "rollback"): its own network, state and names
 
     @classmethod
     def new(cls, project: str, *, worker: str = "main", keep: bool = False) -> RunContext:
@@ -65,8 +68,13 @@ class RunContext:
 
     @property
     def prefix(self) -> str:
-        """Name prefix for resources: unique per run and per xdist worker."""
-        return f"compat-{self.run_id}-{self.worker}"
+        """Name prefix for resources: unique per run, per xdist worker and per topology."""
+        return f"compat-{self.run_id}-{self.worker}" + (f"-{self.scope}" if self.scope else "")
+
+    def scoped(self, topology: str) -> RunContext:
+        """The context of one topology of this run: same identity, its own name scope."""
+        slug = "".join(ch if ch.isalnum() or ch in "_.-" else "-" for ch in topology.lower()).strip("-.")
+        return dataclasses.replace(self, scope=slug[:40])
 
     def labels(self) -> dict[str, str]:
         return {
@@ -78,6 +86,7 @@ class RunContext:
             LABEL_HOST: self.host,
             LABEL_KEEP: "true" if self.keep else "false",
             LABEL_STARTED: str(int(self.started)),
+            LABEL_SCOPE: self.scope,
         }
 
 

@@ -14,7 +14,7 @@ loop on a laptop. Same interface and guarantees as the docker runtime:
 - shared state is a directory per state name inside the run directory, kept across ``stop()`` and
   removed by ``close()``.
 
-The run directory (``{tmp}/pytest-compat-{uid}/{run_id}-{worker}/``) holds the logs, the state and
+The run directory (``{tmp}/pytest-compat-{uid}/{run_id}-{worker}[-{scope}]/``) holds the logs, the state and
 ``run.json``: who owns the run (pid, host, start time, keep) and the pid of every live instance, so a
 later run can reap a SIGKILLed run's processes (:mod:`compat.runtime.cleanup`). Every child also gets
 ``COMPAT_RUN_ID`` in its environment, which the reaper checks before it signals a recorded pid.
@@ -106,7 +106,7 @@ class ProcessRuntime(Runtime):
         super().__init__(context, progress=progress)
         self._base_dir = base_dir
         root = base_dir or Path(tempfile.gettempdir()) / f"pytest-compat-{os.getuid()}"
-        self.run_dir = root / f"{context.run_id}-{context.worker}"
+        self.run_dir = root / context.prefix.removeprefix("compat-")
         self._lock = threading.RLock()
         self._reserved: dict[str, int] = {}  # name -> port, handed out by reserve(), not started yet
         self._ports: set[int] = set()  # every port reserved or in use, so none is handed out twice
