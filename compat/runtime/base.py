@@ -162,6 +162,21 @@ class Runtime(abc.ABC):
     def close(self) -> None:
         """Remove everything this runtime created (instances, networks, state). Idempotent."""
 
+    @staticmethod
+    def check_unique(specs: Sequence[InstanceSpec], busy: set[str] | dict[str, object]) -> None:
+        """Names are unique among a run's running instances: a start may not reuse a live one's name."""
+        from compat.errors import StartupError
+
+        seen: set[str] = set()
+        for spec in specs:
+            if spec.name in seen or spec.name in busy:
+                raise StartupError(
+                    spec.name,
+                    "an instance with this name is already running in this runtime",
+                    hint="stop it first: instance names are unique among the running instances of a run",
+                )
+            seen.add(spec.name)
+
     def __enter__(self) -> Runtime:
         return self
 

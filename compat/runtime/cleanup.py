@@ -343,32 +343,27 @@ def _sweep_docker(
             continue
         report.containers.append(name)
         report.runs.add(labels[LABEL_RUN])
-    for info in client.api.networks(filters=filters):
-        labels = info.get("Labels") or {}
-        if not wanted(labels):
-            continue
-        try:
-            client.api.remove_network(info["Id"])
-        except NotFound:
-            continue
-        except APIError as exc:
-            report.errors.append(f"network {info.get('Name')}: {exc.explanation or exc}")
-            continue
-        report.networks.append(str(info.get("Name")))
-        report.runs.add(labels[LABEL_RUN])
-    for info in client.api.volumes(filters=filters).get("Volumes") or []:
-        labels = info.get("Labels") or {}
-        if not wanted(labels):
-            continue
-        try:
-            client.api.remove_volume(info["Name"])
-        except NotFound:
-            continue
-        except APIError as exc:
-            report.errors.append(f"volume {info['Name']}: {exc.explanation or exc}")
-            continue
-        report.volumes.append(str(info["Name"]))
-        report.runs.add(labels[LABEL_RUN])
+    # then networks and volumes, which are removed and recorded alike
+    networks = [(str(i.get("Name")), i["Id"], i) for i in client.api.networks(filters=filters)]
+    volume_list = client.api.volumes(filters=filters).get("Volumes") or []
+    volumes = [(str(i["Name"]), i["Name"], i) for i in volume_list]
+    for kind, items, remove, removed in (
+        ("network", networks, client.api.remove_network, report.networks),
+        ("volume", volumes, client.api.remove_volume, report.volumes),
+    ):
+        for name, ident, info in items:
+            labels = info.get("Labels") or {}
+            if not wanted(labels):
+                continue
+            try:
+                remove(ident)
+            except NotFound:
+                continue
+            except APIError as exc:
+                report.errors.append(f"{kind} {name}: {exc.explanation or exc}")
+                continue
+            removed.append(name)
+            report.runs.add(labels[LABEL_RUN])
 
 
 # -- process runs ---------------------------------------------------------------------------------------

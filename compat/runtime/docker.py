@@ -151,7 +151,7 @@ class DockerRuntime(Runtime):
     # -- start ------------------------------------------------------------------------------------------
 
     def _validate(self, specs: Sequence[InstanceSpec]) -> None:
-        seen: set[str] = set()
+        self.check_unique(specs, {*self._boxes, *self._starting})
         for spec in specs:
             if spec.image is None and spec.build is None:
                 raise ConfigError(
@@ -160,13 +160,6 @@ class DockerRuntime(Runtime):
                     hint='add image = "name:tag" or build = { context = "dir" }, '
                     "or use --compat-runtime process",
                 )
-            if spec.name in seen or spec.name in self._boxes or spec.name in self._starting:
-                raise StartupError(
-                    spec.name,
-                    "an instance with this name is already running in this runtime",
-                    hint="stop it first: instance names are unique among the running instances of a run",
-                )
-            seen.add(spec.name)
 
     def start(self, specs: Sequence[InstanceSpec]) -> list[Instance]:
         specs = list(specs)

@@ -199,7 +199,7 @@ class ProcessRuntime(Runtime):
     # -- start ------------------------------------------------------------------------------------------
 
     def _validate(self, specs: Sequence[InstanceSpec]) -> None:
-        seen: set[str] = set()
+        self.check_unique(specs, {*self._running, *self._starting})
         for spec in specs:
             if not spec.command:
                 raise ConfigError(
@@ -208,13 +208,6 @@ class ProcessRuntime(Runtime):
                     hint="add command = [...] with {port} (and {state_dir} for shared state), "
                     "or use the docker runtime",
                 )
-            if spec.name in seen or spec.name in self._running or spec.name in self._starting:
-                raise StartupError(
-                    spec.name,
-                    "an instance with this name is already running in this runtime",
-                    hint="stop it first: instance names are unique among the running instances of a run",
-                )
-            seen.add(spec.name)
 
     def _argv(self, spec: InstanceSpec, values: dict[str, str]) -> list[str]:
         assert spec.command is not None

@@ -58,7 +58,7 @@ def stage_runs(config: Config, selected: Iterable[str] = ()) -> list[StageRun]:
     stages = default_stages(config)
     wanted = list(selected)
     if wanted:
-        known = {**stages, **{k: v for k, v in config.stages.items()}}
+        known = {**stages, **config.stages}
         picked: dict[str, Stage] = {}
         for name in wanted:
             matches = [s for s in known.values() if name in (s.name, s.kind)]
@@ -300,7 +300,10 @@ class PlanBuilder:
         if run.step is not None and run.subject is not None:
             notes = (f"{run.subject}: {run.step.describe()}",)
         return Plan(
-            name=run.id, specs=wire(self.config, self.runtime, specs, entry), entry=entry, notes=notes
+            name=run.id,
+            specs=wire(self.config, self.runtime, specs, entry, addresses),
+            entry=entry,
+            notes=notes,
         )
 
     def router_spec(

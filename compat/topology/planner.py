@@ -82,11 +82,16 @@ def version_spec(
 
 
 def wire(
-    config: Config, runtime: Runtime, specs: Iterable[InstanceSpec], entry: dict[str, str]
+    config: Config,
+    runtime: Runtime,
+    specs: Iterable[InstanceSpec],
+    entry: dict[str, str],
+    addresses: dict[str, str] | None = None,
 ) -> tuple[InstanceSpec, ...]:
     """Give every instance the base URL of each dependency's entry instance, in the env var it declares."""
     specs = tuple(specs)
-    addresses = runtime.reserve(specs)
+    missing = [s for s in specs if addresses is None or s.name not in addresses]
+    addresses = {**(addresses or {}), **(runtime.reserve(missing) if missing else {})}
     wired = []
     for spec in specs:
         service = config.services.get(spec.service)
