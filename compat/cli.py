@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     down = sub.add_parser("down", parents=[common], help="remove detached topologies and leftovers")
     down.add_argument("--all", action="store_true", help="every project's, not only this config's")
     sub.add_parser("status", parents=[common], help="list what pytest-compat runs on this machine")
+    diff = sub.add_parser("diff", help="static OpenAPI diff: breaking changes from OLD to NEW")
+    diff.add_argument("old", type=Path, help="the baseline's OpenAPI spec (YAML or JSON)")
+    diff.add_argument("new", type=Path, help="the candidate's OpenAPI spec")
+    diff.add_argument("--fail-on", choices=("ERR", "WARN"), default="ERR", help="exit 1 at this level or up")
+    diff.add_argument("--json", action="store_true", help="findings as JSON")
     run = sub.add_parser("run", parents=[common], help="run the compatibility tests (pytest --compat)")
     run.add_argument("--stage", action="append", default=[], help="stage to run (repeatable)")
     run.add_argument("--report-dir", type=Path, help="directory for reports")
@@ -182,6 +187,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return ExitCode.PASS
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from compat.checks.spec_diff import diff_main
+
+    return diff_main(args.old, args.new, fail_on=args.fail_on, as_json=args.json)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the config's tests with ``pytest --compat`` in a child process (so pytest imports and rewrites
     everything itself); SIGTERM/SIGINT are forwarded so its teardown removes the topologies."""
@@ -245,7 +256,14 @@ _PYTEST_EXIT = {
     5: ExitCode.INCONCLUSIVE,
 }
 
-_COMMANDS = {"config": cmd_config, "up": cmd_up, "down": cmd_down, "status": cmd_status, "run": cmd_run}
+_COMMANDS = {
+    "config": cmd_config,
+    "up": cmd_up,
+    "down": cmd_down,
+    "status": cmd_status,
+    "diff": cmd_diff,
+    "run": cmd_run,
+}
 
 
 def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 SKIP_REASON = "mixed-version compatibility test: pass --compat to run it"
 RUNTIMES = ("auto", "docker", "process")
+CHECK_NAMES = ("spec-diff", "contracts", "properties")  # compat.checks.tasks.CHECKS
 MARKER_KWARGS = ("stage", "stages", "phase", "phases")
 PHASES = ("before", "mixed", "after-upgrade", "after-rollback")  # rollback steps; compat.topology.stages
 STAGE_FIXTURES = ("compat_stage", "compat_topology", "compat_client", "compat_stage_data")
@@ -78,6 +79,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         default=None,
         help="seed for generated data, routing and plans (default: config, else 0)",
+    )
+    group.addoption(
+        "--compat-check",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help=f"built-in check to run: {', '.join(CHECK_NAMES)}, or none (repeatable; default: all)",
     )
     group.addoption(
         "--compat-report",
@@ -137,7 +145,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("compat_stage", runs, ids=[r.id for r in runs], indirect=True)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
     enabled = bool(config.getoption("compat"))
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:
@@ -147,6 +157,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
     if not enabled:
         return
+    compat = config.stash[session_key]
+    checks = _checks(config)
+    if checks and not any("::" in arg for arg in config.args):  # not when the user picked test ids
+        from compat.checks.tasks import check_tasks
+        from compat.pytest_items import make_items
+
+        items.extend(make_items(session, compat, check_tasks(compat.config, compat.runs(), checks)))
     # Stage runs in plan order (a rollback's steps must run in sequence; each topology starts once).
     items.sort(key=lambda item: r.order if (r := _run_of(item)) else -1)
     grouped = config.pluginmanager.hasplugin("xdist")
@@ -351,8 +368,25 @@ def _wanted(run: StageRun, marks: list[pytest.Mark]) -> bool:
 
 
 def _run_of(item: pytest.Item) -> StageRun | None:
+    run: StageRun | None = getattr(item, "compat_run", None)
+    if run is not None:
+        return run
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("compat_stage") if callspec is not None else None
+
+
+def _checks(config: pytest.Config) -> tuple[str, ...]:
+    chosen = config.getoption("compat_check")
+    if not chosen:
+        return CHECK_NAMES
+    if chosen == ["none"]:
+        return ()
+    for name in chosen:
+        if name not in CHECK_NAMES:
+            raise pytest.UsageError(
+                f"--compat-check: {name!r} is not a check; choose from {', '.join(CHECK_NAMES)}, or none"
+            )
+    return tuple(chosen)
 
 
 def _echo(config: pytest.Config) -> Callable[[str], None]:

@@ -77,3 +77,25 @@ def test_run_without_tests_is_a_config_error(tmp_path: Path) -> None:
     assert result.returncode == 4
     assert "tests" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+SPECS = REPO / "fixtures" / "orders" / "openapi"
+
+
+def test_diff_prints_rule_ids_and_exits_1_on_err() -> None:
+    result = compat("diff", str(SPECS / "v1.yaml"), str(SPECS / "v2-rename-field.yaml"))
+    assert result.returncode == 1, result.stderr
+    assert "response-required-property-removed" in result.stdout
+    assert "ERR" in result.stdout
+
+
+def test_diff_of_a_compatible_version_exits_0() -> None:
+    result = compat("diff", str(SPECS / "v1.yaml"), str(SPECS / "v2.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_diff_of_a_missing_spec_is_a_one_line_error(tmp_path: Path) -> None:
+    result = compat("diff", str(tmp_path / "nope.yaml"), str(SPECS / "v2.yaml"))
+    assert result.returncode == 4
+    assert "nope.yaml" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -181,3 +181,88 @@ def test_sigterm_mid_run_removes_the_topology(
     assert proc.returncode != 0
     left = managed_resources(docker_client, **{"io.pytest-compat.project": "scratch"})
     assert not any(left.values()), f"left behind after SIGTERM: {left}"
+
+
+CHECKED_CONFIG = """
+[services.store]
+port = 8080
+baseline = "v1"
+candidate = "v2"
+
+[services.store.versions.v1]
+command = ["python3", "app.py", "--port", "{port}", "--host", "{host}",
+           "--state", "{state_dir}", "--version", "v1"]
+spec = "v1.yaml"
+
+[services.store.versions.v2]
+command = ["python3", "app.py", "--port", "{port}", "--host", "{host}",
+           "--state", "{state_dir}", "--version", "v2"]
+spec = "v2.yaml"
+"""
+
+
+def _spec(with_note_param: bool) -> str:
+    required = "\n          required: true" if with_note_param else ""
+    return f"""openapi: 3.0.3
+info: {{title: store, version: "1"}}
+paths:
+  /hello:
+    get:
+      parameters:
+        - name: who
+          in: query{required}
+          schema: {{type: string}}
+      responses:
+        "200":
+          description: ok
+          content:
+            application/json:
+              schema: {{type: object}}
+"""
+
+
+@pytest.fixture
+def checked(pytester: pytest.Pytester) -> Path:
+    shutil.copy(SCRATCH / "app.py", pytester.path / "app.py")
+    (pytester.path / "compat.toml").write_text(CHECKED_CONFIG)
+    (pytester.path / "v1.yaml").write_text(_spec(False))
+    (pytester.path / "v2.yaml").write_text(_spec(True))
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    return pytester.path
+
+
+def test_checks_are_collected_items_per_stage_and_fail_with_findings(
+    pytester: pytest.Pytester, checked: Path
+) -> None:
+    result = pytester.runpytest_subprocess(
+        "--compat", "--compat-runtime", "process", "-rA", "--junitxml=junit.xml"
+    )
+    for line in (
+        "*FAILED compat-checks::spec-diff-store*",
+        "*request-parameter-became-required*",
+        "*who*",
+        "*PASSED compat-checks::onebox-properties-store*",
+    ):
+        result.stdout.fnmatch_lines([line])
+    junit = (checked / "junit.xml").read_text()
+    assert 'name="spec-diff-store"' in junit
+    assert "request-parameter-became-required" in junit
+
+
+def test_compat_check_none_collects_no_check_items(pytester: pytest.Pytester, checked: Path) -> None:
+    result = pytester.runpytest_subprocess(
+        "--compat", "--compat-runtime", "process", "--compat-check", "none"
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_compat_check_selects_and_validates(pytester: pytest.Pytester, checked: Path) -> None:
+    result = pytester.runpytest_subprocess(
+        "--compat", "--compat-runtime", "process", "--compat-check", "spec-diff", "-rA"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    bad = pytester.runpytest("--compat", "--compat-check", "fuzz")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(
+        ["*--compat-check: 'fuzz' is not a check; choose from spec-diff, contracts, properties*"]
+    )

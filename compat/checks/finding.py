@@ -42,7 +42,14 @@ class Finding:
     def id(self) -> str:
         """Stable across runs for the same problem (not for a different request or version)."""
         key = json.dumps(
-            [self.check, self.rule, self.stage, self.operation, sorted(self.versions.items())],
+            [
+                self.check,
+                self.rule,
+                self.stage,
+                self.operation,
+                sorted(self.versions.items()),
+                str(self.details.get("location", "")),  # two properties removed from one response differ
+            ],
             sort_keys=True,
         )
         return hashlib.sha256(key.encode()).hexdigest()[:12]

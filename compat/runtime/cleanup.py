@@ -176,7 +176,8 @@ def _proc_start_time(pid: int) -> float | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
         ticks = int(stat.rpartition(")")[2].split()[19])
         boot = next(
-            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
             if line.startswith("btime ")
         )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
@@ -244,8 +245,11 @@ class ReapReport:
     @property
     def total(self) -> int:
         return (
-            len(self.containers) + len(self.networks) + len(self.volumes)
-            + len(self.processes) + len(self.run_dirs)
+            len(self.containers)
+            + len(self.networks)
+            + len(self.volumes)
+            + len(self.processes)
+            + len(self.run_dirs)
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -569,15 +573,17 @@ def _process_rows() -> list[dict[str, str]]:
         for name, inst in (record.get("instances") or {}).items():
             pid = int(inst.get("pid", 0))
             running = pid_alive(pid) and _process_is_ours(pid, str(record.get("run_id")))
-            rows.append({
-                "run": str(record.get("run_id", "")),
-                "project": str(record.get("project", "")),
-                "kind": "process",
-                "name": name,
-                "service": str(inst.get("service", "")),
-                "version": str(inst.get("version", "")),
-                "role": str(inst.get("role", "")),
-                "url": str(inst.get("url", "")),
-                "state": _state(owner, f"running (pid {pid})" if running else "exited"),
-            })
+            rows.append(
+                {
+                    "run": str(record.get("run_id", "")),
+                    "project": str(record.get("project", "")),
+                    "kind": "process",
+                    "name": name,
+                    "service": str(inst.get("service", "")),
+                    "version": str(inst.get("version", "")),
+                    "role": str(inst.get("role", "")),
+                    "url": str(inst.get("url", "")),
+                    "state": _state(owner, f"running (pid {pid})" if running else "exited"),
+                }
+            )
     return rows

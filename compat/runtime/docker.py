@@ -381,9 +381,11 @@ class DockerRuntime(Runtime):
         """Remove these containers (forced, in parallel); volumes and the network stay."""
         with self._lock:
             names = [
-                i.name for i in instances
+                i.name
+                for i in instances
                 if (box := self._boxes.get(i.name)) is not None
-                and box.instance is not None and box.instance.ident == i.ident
+                and box.instance is not None
+                and box.instance.ident == i.ident
             ]
         self._remove(names)
 

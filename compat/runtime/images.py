@@ -294,7 +294,7 @@ class ImageResolver:
         raise BuildError(
             f"image {ref!r} of instance {spec.name!r} ({spec.service}@{spec.version}) is not available: "
             f"{problem}; hint: build it first (docker build -t {ref} …) or give this version "
-            f"build = {{ context = \"…\" }}; {_NO_REGISTRY_HINT}"
+            f'build = {{ context = "…" }}; {_NO_REGISTRY_HINT}'
         )
 
     def _ensure_built(self, job: _BuildJob) -> ResolvedImage:

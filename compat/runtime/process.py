@@ -219,7 +219,8 @@ class ProcessRuntime(Runtime):
                 raise ConfigError(
                     f"bad placeholder in command item {item!r} ({type(exc).__name__}: {exc})",
                     key=f"services.{spec.service}.versions.{spec.version}.command[{index}]",
-                    hint="placeholders: " + " ".join("{" + p + "}" for p in COMMAND_PLACEHOLDERS)
+                    hint="placeholders: "
+                    + " ".join("{" + p + "}" for p in COMMAND_PLACEHOLDERS)
                     + "; write {{ and }} for literal braces",
                 ) from exc
         return argv
@@ -318,9 +319,7 @@ class ProcessRuntime(Runtime):
             return instance
         if result.outcome == "cancelled":
             raise Cancelled(spec.name)
-        raise self._failure(
-            instance, result.describe(spec.health_timeout), exited=result.outcome == "exited"
-        )
+        raise self._failure(instance, result.describe(spec.health_timeout), exited=result.outcome == "exited")
 
     def _failure(self, instance: Instance, reason: str, *, exited: bool) -> StartupError:
         spec = instance.spec
@@ -398,7 +397,8 @@ class ProcessRuntime(Runtime):
     def stop(self, instances: Sequence[Instance]) -> None:
         with self._lock:
             procs = [
-                self._running.pop(i.name) for i in instances
+                self._running.pop(i.name)
+                for i in instances
                 if i.name in self._running and self._running[i.name].instance.ident == i.ident
             ]
         try:

@@ -46,6 +46,7 @@ class StageRun:
     order: int  # position among all runs: runs of a key are consecutive and in step order
     step: RolloutStep | None = None
     subject: str | None = None  # the service whose fleet a rollback changes
+    services: tuple[str, ...] = ()  # the services under change in this run
     combination: dict[str, str] = field(default_factory=dict)  # skew: service -> baseline/candidate
 
     @property
@@ -113,6 +114,7 @@ def _expand(config: Config, stage: Stage, start: int) -> list[StageRun]:
                         order=start + len(runs),
                         step=step,
                         subject=subject,
+                        services=(subject,),
                     )
                 )
         return runs
@@ -135,10 +137,20 @@ def _expand(config: Config, stage: Stage, start: int) -> list[StageRun]:
                     topology_key=f"{stage.name}:{label}",
                     order=start + len(runs),
                     combination=combo,
+                    services=tuple(svc for svc, role in combo.items() if role == "candidate"),
                 )
             )
         return runs
-    return [StageRun(id=stage.name, stage=stage.name, kind=stage.kind, topology_key=stage.name, order=start)]
+    return [
+        StageRun(
+            id=stage.name,
+            stage=stage.name,
+            kind=stage.kind,
+            topology_key=stage.name,
+            order=start,
+            services=tuple(subjects),
+        )
+    ]
 
 
 def _default_chain(config: Config) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ def main() -> None:
             self.wfile.write(data)
 
         def do_GET(self) -> None:
+            self.path = self.path.split("?", 1)[0]
             if self.path == "/health":
                 self._send(200, {"status": "ok", "version": args.version})
             elif self.path == "/hello":
