@@ -161,9 +161,14 @@ def pytest_collection_modifyitems(
     checks = _checks(config)
     if checks and not any("::" in arg for arg in config.args):  # not when the user picked test ids
         from compat.checks.tasks import check_tasks
+        from compat.errors import CompatError
         from compat.pytest_items import make_items
 
-        items.extend(make_items(session, compat, check_tasks(compat.config, compat.runs(), checks)))
+        try:
+            tasks = check_tasks(compat.config, compat.runs(), checks)
+        except CompatError as exc:  # e.g. a Pact file that does not parse: the file and what is wrong
+            raise pytest.UsageError(f"pytest-compat: {exc}") from None
+        items.extend(make_items(session, compat, tasks))
     # Stage runs in plan order (a rollback's steps must run in sequence; each topology starts once).
     items.sort(key=lambda item: r.order if (r := _run_of(item)) else -1)
     grouped = config.pluginmanager.hasplugin("xdist")

@@ -266,3 +266,15 @@ def test_compat_check_selects_and_validates(pytester: pytest.Pytester, checked: 
     bad.stderr.fnmatch_lines(
         ["*--compat-check: 'fuzz' is not a check; choose from spec-diff, contracts, properties*"]
     )
+
+
+def test_a_contract_that_does_not_parse_is_a_usage_error_naming_the_file(
+    pytester: pytest.Pytester, checked: Path
+) -> None:
+    (checked / "broken.pact.json").write_text('{"consumer": {"name": "web"}, ')
+    config = (checked / "compat.toml").read_text()
+    (checked / "compat.toml").write_text('contracts = ["broken.pact.json"]\n' + config)
+    result = pytester.runpytest("--compat", "--compat-runtime", "process")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*broken.pact.json*"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
