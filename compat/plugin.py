@@ -225,8 +225,10 @@ class _SessionHooks:
                 report.sections.append((f"compat: requests ({head}; who answered)", "\n".join(lines[-30:])))
         return report
 
-    @pytest.hookimpl(trylast=True)
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self) -> None:
+        # First, not last: on an xdist worker, xdist's own sessionfinish tells the controller the worker
+        # is done, and the controller may then end the worker process in the middle of our cleanup.
         self.session.close()
 
 

@@ -156,6 +156,8 @@ def test_sigterm_mid_run_removes_the_topology(
         "    print('TOPOLOGY-UP', flush=True)\n"
         "    time.sleep(120)\n"
     )
+    label = {"io.pytest-compat.project": "scratch"}
+    before = managed_resources(docker_client, **label)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "--compat", "--compat-runtime", "docker", "-s", "test_wait.py"],
         cwd=scratch,
@@ -172,14 +174,15 @@ def test_sigterm_mid_run_removes_the_topology(
         if "TOPOLOGY-UP" in line:
             break
         assert time.monotonic() < deadline, "the topology never came up:\n" + "".join(seen)
-    assert managed_resources(docker_client, **{"io.pytest-compat.project": "scratch"})["containers"]
+    assert set(managed_resources(docker_client, **label)["containers"]) - set(before["containers"])
     proc.send_signal(signal.SIGTERM)
     try:
         proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode != 0
-    left = managed_resources(docker_client, **{"io.pytest-compat.project": "scratch"})
+    after = managed_resources(docker_client, **label)
+    left = {kind: sorted(set(after[kind]) - set(before[kind])) for kind in after}
     assert not any(left.values()), f"left behind after SIGTERM: {left}"
 
 
