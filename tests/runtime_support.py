@@ -62,8 +62,17 @@ class AppSpecs:
         }
         if self.kind == "process":
             command = (
-                sys.executable, str(APP), "--port", "{port}", "--host", "{host}",
-                "--state", "{state_dir}", "--version", "{version}", *flags,
+                sys.executable,
+                str(APP),
+                "--port",
+                "{port}",
+                "--host",
+                "{host}",
+                "--state",
+                "{state_dir}",
+                "--version",
+                "{version}",
+                *flags,
             )
             return InstanceSpec(command=command, cwd=self.context, **common)
         build = BuildSpec(context=self.context, args={"BASE_IMAGE": self.base_image, "APP_VERSION": version})

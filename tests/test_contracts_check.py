@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import shlex
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +17,7 @@ import requests
 from compat.checks.contracts import ProviderStateSetup, contracts_for, load_contract, verify
 from compat.checks.finding import Finding
 from compat.errors import ConfigError, InfrastructureError
+from tests.example_apps import OrdersByVersion, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 ORDERS_APP = REPO / "fixtures" / "orders" / "app.py"
@@ -32,68 +29,9 @@ STATES = "/_compat/provider-states"
 HEALTH_DEADLINE = 10.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Orders:
-    """Orders versions as subprocesses on loopback ports, one per version, started on first use."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.procs: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
-
-    def __call__(self, version: str) -> str:
-        if version not in self.procs:
-            self.procs[version] = self._start(version)
-        return self.procs[version][1]
-
-    def _start(self, version: str) -> tuple[subprocess.Popen[bytes], str]:
-        log = self.tmp / f"orders-{version}.log"
-        for _attempt in range(3):  # a free port can be taken before the app binds it
-            port = free_port()
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    [
-                        *(sys.executable, str(ORDERS_APP), "--host", "127.0.0.1", "--port", str(port)),
-                        *("--db", str(self.tmp / f"{version}.db"), "--version", version),
-                    ],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-                )
-            url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + HEALTH_DEADLINE
-            while time.monotonic() < deadline and proc.poll() is None:
-                try:
-                    if requests.get(url + "/health", timeout=1).status_code == 200:
-                        return proc, url
-                except requests.ConnectionError:
-                    time.sleep(0.02)
-            proc.kill()
-            proc.wait()
-            if "Address already in use" not in log.read_text(errors="replace"):
-                break
-        pytest.fail(
-            f"orders {version} did not get healthy:\n{log.read_text(errors='replace')}", pytrace=False
-        )
-
-    def close(self) -> None:
-        for proc, _url in self.procs.values():
-            proc.terminate()
-        for proc, _url in self.procs.values():
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
 @pytest.fixture(scope="module")
-def orders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orders]:
-    running = Orders(tmp_path_factory.mktemp("orders"))
+def orders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrdersByVersion]:
+    running = OrdersByVersion(tmp_path_factory.mktemp("orders"))
     yield running
     running.close()
 
@@ -108,16 +46,18 @@ def check(contract: Path, url: str, **kwargs: Any) -> list[Finding]:
 
 @pytest.mark.parametrize("contract", [PACT_V3, PACT_V2], ids=["pact-v3", "pact-v2"])
 @pytest.mark.parametrize("version", ["v1", "v2", "v2-cursor-format"])
-def test_compatible_versions_have_no_findings(orders: Orders, version: str, contract: Path) -> None:
+def test_compatible_versions_have_no_findings(orders: OrdersByVersion, version: str, contract: Path) -> None:
     # v2-cursor-format breaks paging across versions, but no single-version contract can see that: by design
     assert check(contract, orders(version)) == []
 
 
-def test_the_v4_contract_verifies_against_v2_including_its_pending_interaction(orders: Orders) -> None:
+def test_the_v4_contract_verifies_against_v2_including_its_pending_interaction(
+    orders: OrdersByVersion,
+) -> None:
     assert check(PACT_V4, orders("v2")) == []
 
 
-def test_a_renamed_field_is_one_error_per_failed_interaction(orders: Orders) -> None:
+def test_a_renamed_field_is_one_error_per_failed_interaction(orders: OrdersByVersion) -> None:
     url = orders("v2-rename-field")
     started = time.monotonic()
     findings = check(PACT_V3, url, stage="canary", versions={"orders": "v1 -> v2-rename-field"})
@@ -153,7 +93,7 @@ def test_a_renamed_field_is_one_error_per_failed_interaction(orders: Orders) -> 
     assert len({f.id for f in findings}) == len(findings)
 
 
-def test_the_curl_line_parses_and_reproduces_the_renamed_field(orders: Orders) -> None:
+def test_the_curl_line_parses_and_reproduces_the_renamed_field(orders: OrdersByVersion) -> None:
     url = orders("v2-rename-field")
     create = next(f for f in check(PACT_V3, url) if f.rule == "a request to create an order")
     assert create.operation == "POST /orders"
@@ -170,7 +110,7 @@ def test_the_curl_line_parses_and_reproduces_the_renamed_field(orders: Orders) -
     assert "item" not in response.json()
 
 
-def test_the_v2_and_v4_contracts_see_the_renamed_field_too(orders: Orders) -> None:
+def test_the_v2_and_v4_contracts_see_the_renamed_field_too(orders: OrdersByVersion) -> None:
     url = orders("v2-rename-field")
     v2 = check(PACT_V2, url)
     assert [f.rule for f in v2] == ["a request for the first page of orders", "a request to create an order"]
@@ -179,7 +119,7 @@ def test_the_v2_and_v4_contracts_see_the_renamed_field_too(orders: Orders) -> No
     assert all("item" in f.message for f in v4 if f.blocking)
 
 
-def test_a_failing_pending_v4_interaction_is_a_warning(orders: Orders) -> None:
+def test_a_failing_pending_v4_interaction_is_a_warning(orders: OrdersByVersion) -> None:
     findings = check(PACT_V4, orders("v1"))  # v1 has no history endpoint
     assert len(findings) == 1
     (pending,) = findings
@@ -216,7 +156,7 @@ def state_module(monkeypatch: pytest.MonkeyPatch) -> Any:
     ],
 )
 def test_python_callable_provider_states(
-    orders: Orders, state_module: Any, monkeypatch: pytest.MonkeyPatch, target: str, version: str
+    orders: OrdersByVersion, state_module: Any, monkeypatch: pytest.MonkeyPatch, target: str, version: str
 ) -> None:
     url = orders(version)
     monkeypatch.setenv("ORDERS_STATE_URL", url + STATES)
@@ -229,7 +169,7 @@ def test_python_callable_provider_states(
 
 
 def test_python_callable_states_still_find_the_renamed_field(
-    orders: Orders, state_module: Any, monkeypatch: pytest.MonkeyPatch
+    orders: OrdersByVersion, state_module: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = orders("v2-rename-field")
     monkeypatch.setenv("ORDERS_STATE_URL", url + STATES)
@@ -238,12 +178,14 @@ def test_python_callable_states_still_find_the_renamed_field(
     assert state_module.CALLS
 
 
-def test_a_failing_state_callable_is_an_infrastructure_error(orders: Orders, state_module: Any) -> None:
+def test_a_failing_state_callable_is_an_infrastructure_error(
+    orders: OrdersByVersion, state_module: Any
+) -> None:
     with pytest.raises(InfrastructureError, match="cannot set up"):
         check(PACT_V3, orders("v1"), states=ProviderStateSetup(callable="orders_states:broken"))
 
 
-def test_an_unknown_state_callable_is_a_config_error(orders: Orders) -> None:
+def test_an_unknown_state_callable_is_a_config_error(orders: OrdersByVersion) -> None:
     with pytest.raises(ConfigError, match="no_such_module_here"):
         check(PACT_V3, orders("v1"), states=ProviderStateSetup(callable="no_such_module_here:f"))
     with pytest.raises(ConfigError, match="module:function"):
@@ -266,7 +208,7 @@ def test_an_unreachable_provider_is_an_infrastructure_error() -> None:
         check(PACT_V3, url)
 
 
-def test_a_failing_state_endpoint_is_an_infrastructure_error_not_a_pass(orders: Orders) -> None:
+def test_a_failing_state_endpoint_is_an_infrastructure_error_not_a_pass(orders: OrdersByVersion) -> None:
     url = orders("v1")
     with pytest.raises(InfrastructureError, match="HTTP 404"):
         check(PACT_V3, url, states=ProviderStateSetup(url=url + "/no-such-state-endpoint"))
@@ -302,7 +244,7 @@ def test_a_state_endpoint_answering_500_fails_fast(tmp_path: Path) -> None:
     assert time.monotonic() - started < 10
 
 
-def test_a_contract_for_another_provider_is_a_config_error(orders: Orders) -> None:
+def test_a_contract_for_another_provider_is_a_config_error(orders: OrdersByVersion) -> None:
     with pytest.raises(ConfigError, match="not 'billing'"):
         verify(PACT_V3, provider="billing", base_url=orders("v1"), states=None)
 

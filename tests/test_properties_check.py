@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +13,7 @@ import requests
 
 from compat.checks.properties import PropertyOptions, run_properties
 from compat.errors import InfrastructureError, UsageError
+from tests.example_apps import Launcher, OrdersByVersion, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 APP = REPO / "fixtures" / "orders" / "app.py"
@@ -25,51 +22,12 @@ V1 = SPECS / "v1.yaml"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def orders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
+def orders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrdersByVersion]:
     """``orders("v2")`` -> base URL of a running orders process of that version (one per version, own db)."""
-    running: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
-
-    def start(version: str) -> str:
-        if version in running:
-            return running[version][1]
-        port = _free_port()
-        db = tmp_path_factory.mktemp(f"orders-{version}") / "orders.db"
-        argv = [sys.executable, str(APP), "--port", str(port), "--host", "127.0.0.1", "--db", str(db)]
-        proc = subprocess.Popen(
-            [*argv, "--version", version],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"http://127.0.0.1:{port}"
-        running[version] = (proc, url)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                pytest.fail(f"orders {version} exited with {proc.returncode}")
-            try:
-                if requests.get(url + "/health", timeout=1).status_code == 200:
-                    return url
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        pytest.fail(f"orders {version} did not answer /health within 15 s")
-
-    yield start
-    for proc, _ in running.values():
-        proc.terminate()
-    for proc, _ in running.values():
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    running = OrdersByVersion(tmp_path_factory.mktemp("orders"))
+    yield running
+    running.close()
 
 
 def _rules(findings: list[Any]) -> set[tuple[str, str]]:
@@ -183,26 +141,14 @@ def test_curl_lines_parse_and_target_the_base_url(orders: Callable[[str], str]) 
 
 def test_unreachable_base_url_is_an_infrastructure_error() -> None:
     with pytest.raises(InfrastructureError, match="not reachable"):
-        run_properties(V1, f"http://127.0.0.1:{_free_port()}", PropertyOptions(max_examples=2))
+        run_properties(V1, f"http://127.0.0.1:{free_port()}", PropertyOptions(max_examples=2))
 
 
 def test_server_dying_mid_run_is_an_infrastructure_error(tmp_path: Path) -> None:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, str(APP), "--port", str(port), "--db", str(tmp_path / "o.db"), "--version", "v1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    launcher = Launcher(tmp_path)
+    app = launcher.orders("v1", db=tmp_path / "o.db")
+    proc, url = app.proc, app.url
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                requests.get(url + "/health", timeout=1)
-                break
-            except requests.RequestException:
-                assert time.monotonic() < deadline, "orders v1 never answered"
-                time.sleep(0.05)
         count = 0
 
         def on_request(method: str, target: str) -> None:
@@ -215,9 +161,7 @@ def test_server_dying_mid_run_is_an_infrastructure_error(tmp_path: Path) -> None
         with pytest.raises(InfrastructureError):
             run_properties(V1, url, PropertyOptions(max_examples=5), on_request=on_request)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+        launcher.close()
 
 
 def test_bad_options_are_usage_errors(orders: Callable[[str], str]) -> None:

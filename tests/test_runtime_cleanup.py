@@ -148,15 +148,25 @@ def test_reap_removes_dead_runs_only(
         for runtime in (dead, kept, live):
             runtime.start([app("app-v1-0")])
         sleeper = ["python3", "-c", "import time; time.sleep(120)"]
-        strangers.append(docker_client.containers.run(
-            base_image, sleeper, detach=True, labels={"org.example.unrelated": "yes"}
-        ))
-        strangers.append(docker_client.containers.run(  # ours, but another host's (say, a shared engine)
-            base_image, sleeper, detach=True, labels={
-                LABEL_MANAGED: "true", LABEL_RUN: "elsewhere", LABEL_HOST: "another-host",
-                LABEL_PID: str(gone), LABEL_PROJECT: project,
-            },
-        ))
+        strangers.append(
+            docker_client.containers.run(
+                base_image, sleeper, detach=True, labels={"org.example.unrelated": "yes"}
+            )
+        )
+        strangers.append(
+            docker_client.containers.run(  # ours, but another host's (say, a shared engine)
+                base_image,
+                sleeper,
+                detach=True,
+                labels={
+                    LABEL_MANAGED: "true",
+                    LABEL_RUN: "elsewhere",
+                    LABEL_HOST: "another-host",
+                    LABEL_PID: str(gone),
+                    LABEL_PROJECT: project,
+                },
+            )
+        )
         lines: list[str] = []
 
         report = reap_dead_runs(project=project, echo=lines.append)
@@ -207,7 +217,9 @@ def test_a_sigkilled_docker_run_is_reaped_by_the_next_one(
 
     assert report.runs == {run_id}
     assert managed_resources(docker_client, **{LABEL_RUN: run_id}) == {
-        "containers": [], "networks": [], "volumes": []
+        "containers": [],
+        "networks": [],
+        "volumes": [],
     }
 
 

@@ -161,11 +161,13 @@ def test_images_are_cached_by_content_and_a_shared_build_runs_once(
     assert ignoring.builds == 1
 
 
-def test_a_failed_build_is_a_build_error_with_the_build_output(
-    docker_runtime: Any, base_image: str
-) -> None:
+def test_a_failed_build_is_a_build_error_with_the_build_output(docker_runtime: Any, base_image: str) -> None:
     spec = InstanceSpec(
-        name="app-v1-0", service="app", version="v1", role="baseline", port=8080,
+        name="app-v1-0",
+        service="app",
+        version="v1",
+        role="baseline",
+        port=8080,
         build=BuildSpec(context=DATA, dockerfile="Dockerfile.broken", args={"BASE_IMAGE": base_image}),
     )
     with pytest.raises(BuildError) as info:
@@ -223,7 +225,11 @@ def test_select_runtime(docker_client: Any, monkeypatch: pytest.MonkeyPatch, no_
 def test_a_base_image_missing_locally_is_named_in_the_build_error(docker_runtime: Any) -> None:
     # the engine tries to pull the FROM image from a registry on a closed loopback port: fails at once
     spec = InstanceSpec(
-        name="app-v1-0", service="app", version="v1", role="baseline", port=8080,
+        name="app-v1-0",
+        service="app",
+        version="v1",
+        role="baseline",
+        port=8080,
         build=BuildSpec(context=DATA, args={"BASE_IMAGE": "127.0.0.1:9/compat-missing/base:never"}),
     )
     with pytest.raises(BuildError) as info:

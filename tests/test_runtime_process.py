@@ -216,8 +216,16 @@ def test_argv_placeholders_are_substituted_per_item_never_through_a_shell(
     port = instance.url.rsplit(":", 1)[1]
     state_dir = str(proc_runtime.state_dir("notes"))
     assert seen["argv"] == [
-        "--port", port, "--host", "127.0.0.1", "--state", state_dir, "--version", "v1",
-        f"$(touch {marker}); app", "{literal}",
+        "--port",
+        port,
+        "--host",
+        "127.0.0.1",
+        "--state",
+        state_dir,
+        "--version",
+        "v1",
+        f"$(touch {marker}); app",
+        "{literal}",
     ]
     assert seen["cwd"] == str(DATA)
     assert not marker.exists()
@@ -257,7 +265,11 @@ def test_a_missing_executable_is_a_startup_error(proc_runtime: ProcessRuntime) -
     from compat.runtime.base import InstanceSpec
 
     spec = InstanceSpec(
-        name="app-v1-0", service="app", version="v1", role="baseline", port=8080,
+        name="app-v1-0",
+        service="app",
+        version="v1",
+        role="baseline",
+        port=8080,
         command=("/nonexistent/compat-app", "{port}"),
     )
     with pytest.raises(StartupError, match="cannot run '/nonexistent/compat-app'"):
@@ -268,9 +280,7 @@ def test_a_missing_executable_is_a_startup_error(proc_runtime: ProcessRuntime) -
 def test_stop_escalates_to_sigkill_and_kills_the_whole_group(proc_runtime: ProcessRuntime) -> None:
     proc_runtime.term_grace = 0.5
     (instance,) = proc_runtime.start([APP_SPECS("app-v1-0", flags=("--ignore-term", "--spawn-child"))])
-    child = next(
-        int(line.rsplit(" ", 1)[1]) for line in proc_runtime.logs(instance) if "child pid" in line
-    )
+    child = next(int(line.rsplit(" ", 1)[1]) for line in proc_runtime.logs(instance) if "child pid" in line)
     assert pid_alive(child)
     began = time.monotonic()
 

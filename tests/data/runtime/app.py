@@ -62,7 +62,7 @@ def main() -> None:
                 else:
                     self._send(200, {"status": "ok", "version": args.version})
             elif self.path.startswith("/state/"):
-                path = state / self.path[len("/state/"):]
+                path = state / self.path[len("/state/") :]
                 if path.is_file():
                     self._send(200, {"value": path.read_text(), "read_by": args.version})
                 else:
@@ -75,14 +75,14 @@ def main() -> None:
             elif self.path == "/argv":
                 self._send(200, {"argv": sys.argv[1:], "cwd": os.getcwd()})
             elif self.path.startswith("/env/"):
-                self._send(200, {"value": os.environ.get(self.path[len("/env/"):])})
+                self._send(200, {"value": os.environ.get(self.path[len("/env/") :])})
             else:
                 self._send(404, {"error": "not found"})
 
         def do_PUT(self):
             length = int(self.headers.get("Content-Length", "0"))
             state.mkdir(parents=True, exist_ok=True)
-            (state / self.path[len("/state/"):]).write_bytes(self.rfile.read(length))
+            (state / self.path[len("/state/") :]).write_bytes(self.rfile.read(length))
             self._send(200, {"written_by": args.version})
 
         def log_message(self, *a):

@@ -30,13 +30,33 @@ def main() -> None:
     state = State(name="notes", kind="volume", mount="/data")
     if kind == "process":
         spec = InstanceSpec(
-            name="app-v1-0", service="app", version="v1", role="baseline", port=8080, state=state,
-            command=(sys.executable, str(HERE / "app.py"), "--port", "{port}", "--host", "{host}",
-                     "--state", "{state_dir}", "--version", "{version}"),
+            name="app-v1-0",
+            service="app",
+            version="v1",
+            role="baseline",
+            port=8080,
+            state=state,
+            command=(
+                sys.executable,
+                str(HERE / "app.py"),
+                "--port",
+                "{port}",
+                "--host",
+                "{host}",
+                "--state",
+                "{state_dir}",
+                "--version",
+                "{version}",
+            ),
         )
     else:
         spec = InstanceSpec(
-            name="app-v1-0", service="app", version="v1", role="baseline", port=8080, state=state,
+            name="app-v1-0",
+            service="app",
+            version="v1",
+            role="baseline",
+            port=8080,
+            state=state,
             build=BuildSpec(context=HERE, args={"BASE_IMAGE": base_image, "APP_VERSION": "v1"}),
         )
     if mode == "hang":
