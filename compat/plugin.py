@@ -19,6 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from compat.checks import CHECKS as CHECK_NAMES  # stdlib-only modules: the plugin stays light
+from compat.config.model import RUNTIME_NAMES as RUNTIMES
+from compat.topology.stages import PHASES
+
 if TYPE_CHECKING:
     import requests
 
@@ -28,10 +32,7 @@ if TYPE_CHECKING:
     from compat.topology.model import Topology
 
 SKIP_REASON = "mixed-version compatibility test: pass --compat to run it"
-RUNTIMES = ("auto", "docker", "process")
-CHECK_NAMES = ("spec-diff", "contracts", "properties")  # compat.checks.tasks.CHECKS
 MARKER_KWARGS = ("stage", "stages", "phase", "phases")
-PHASES = ("before", "mixed", "after-upgrade", "after-rollback")  # rollback steps; compat.topology.stages
 STAGE_FIXTURES = ("compat_stage", "compat_topology", "compat_client", "compat_stage_data")
 
 session_key = pytest.StashKey["CompatSession"]()

@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compat.checks import CHECKS
 from compat.checks.finding import Finding
 from compat.config.model import Config
 from compat.topology.builder import StageRun
 
-CHECKS = ("spec-diff", "contracts", "properties")
 #: stage kinds whose topology puts the candidate of the service under change behind its entry point
 PROVIDER_STAGES = ("onebox", "reverse-zeta", "rollback")
 

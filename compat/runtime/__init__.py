@@ -10,6 +10,7 @@ import os
 import socket
 from collections.abc import Callable
 
+from compat.config.model import RUNTIME_NAMES
 from compat.errors import EngineUnavailable, UsageError
 from compat.runtime.base import Instance, InstanceSpec, Progress, RunContext, Runtime
 
@@ -22,7 +23,7 @@ __all__ = [
     "select_runtime",
 ]
 
-RUNTIMES = ("auto", "docker", "process")
+RUNTIMES = RUNTIME_NAMES  # one list: compat.config.model
 #: How long ``auto`` waits for a Docker engine to answer before it falls back to the process runtime.
 PROBE_TIMEOUT = 3.0
 #: API version of the probe's client: old enough for every engine that still answers /_ping.

@@ -27,7 +27,13 @@ from compat.errors import ConfigError
 from compat.runtime.base import InstanceSpec, Runtime
 from compat.topology.model import Plan
 from compat.topology.planner import version_spec, wire
-from compat.topology.stages import RolloutStep, default_stages, rollback_steps, skew_combinations
+from compat.topology.stages import (
+    RolloutStep,
+    changed_services,
+    default_stages,
+    rollback_steps,
+    skew_combinations,
+)
 
 ROUTER_PORT = 8080
 ROUTER_HEALTH = "/_compat/router/health"
@@ -86,7 +92,7 @@ def stage_runs(config: Config, selected: Iterable[str] = ()) -> list[StageRun]:
 
 def _implied_stage(config: Config, kind: str) -> Stage | None:
     """A stage of a known kind the defaults did not include, built from the config (e.g. skew)."""
-    changed = tuple(sorted(n for n, s in config.services.items() if s.candidate))
+    changed = changed_services(config)
     if kind == "skew" and len(_default_chain(config)) >= 2:
         return Stage(name="skew", kind="skew", services=changed)
     if kind in ("onebox", "rollback", "zeta", "reverse-zeta") and changed:
@@ -95,7 +101,7 @@ def _implied_stage(config: Config, kind: str) -> Stage | None:
 
 
 def _expand(config: Config, stage: Stage, start: int) -> list[StageRun]:
-    subjects = stage.services or tuple(sorted(n for n, s in config.services.items() if s.candidate))
+    subjects = stage.services or changed_services(config)
     runs: list[StageRun] = []
     if stage.kind == "rollback":
         for subject in subjects:
@@ -155,7 +161,7 @@ def _expand(config: Config, stage: Stage, start: int) -> list[StageRun]:
 
 def _default_chain(config: Config) -> tuple[str, ...]:
     """The longest dependency path through services that have a candidate."""
-    changed = {n for n, s in config.services.items() if s.candidate}
+    changed = set(changed_services(config))
 
     def longest(name: str) -> tuple[str, ...]:
         best: tuple[str, ...] = ()
@@ -203,7 +209,7 @@ class PlanBuilder:
         )
 
     def _subjects(self, stage: Stage) -> tuple[str, ...]:
-        return stage.services or tuple(sorted(n for n, s in self.config.services.items() if s.candidate))
+        return stage.services or changed_services(self.config)
 
     # one box of the candidate among baseline boxes, behind one router per service under change
     def _onebox(self, run: StageRun, stage: Stage) -> Plan:

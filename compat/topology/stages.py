@@ -21,12 +21,17 @@ from compat.config.model import Config, Stage
 PHASES = ("before", "mixed", "after-upgrade", "after-rollback")
 
 
+def changed_services(config: Config) -> tuple[str, ...]:
+    """Names of the services that have a candidate (the ones a change touches), sorted."""
+    return tuple(sorted(n for n, s in config.services.items() if s.candidate))
+
+
 def default_stages(config: Config) -> dict[str, Stage]:
     """Configured stages, or sensible defaults: onebox where a service has a candidate, zeta/reverse-zeta
     where dependencies are declared, rollback where a changed service shares state."""
     if config.stages:
         return {name: st for name, st in config.stages.items() if st.enabled}
-    changed = tuple(sorted(n for n, s in config.services.items() if s.candidate))
+    changed = changed_services(config)
     stages: dict[str, Stage] = {}
     if not changed:
         return stages
