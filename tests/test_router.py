@@ -378,6 +378,24 @@ def test_yoyo_alternates_within_a_session_header(upstreams, router, client) -> N
         assert versions in (["v1", "v2"] * 2, ["v2", "v1"] * 2)
 
 
+def test_a_request_may_ask_for_another_policy_by_header(upstreams, router, client) -> None:
+    servers = upstreams("orders-v1-0", "orders-v2-0")
+    r = router({"upstreams": fleet(servers, ["v1", "v2"]), "policy": "round-robin", "seed": 3})
+    c = client(r)
+
+    def walk(policy: str, key: str) -> list[str]:
+        headers = {"X-Compat-Session": key, "X-Compat-Policy": policy}
+        return [c.request("GET", "/", headers=headers)[0].getheader("X-Compat-Version") for _ in range(4)]
+
+    assert walk("yoyo", "alice") in (["v1", "v2"] * 2, ["v2", "v1"] * 2)
+    sticky = walk("sticky", "alice")
+    assert len(set(sticky)) == 1
+    response, body = c.request("GET", "/", headers={"X-Compat-Policy": "sometimes"})
+    assert response.status == 400
+    assert b"X-Compat-Policy" in body and b"yoyo" in body
+    assert r.stats()["rejected"] == {"unknown_policy": 1}
+
+
 def test_sticky_by_cookie(upstreams, router, client) -> None:
     servers = upstreams("orders-v1-0", "orders-v2-0")
     r = router({"upstreams": fleet(servers, ["v1", "v2"]), "policy": "sticky", "session_cookie": "sid"})

@@ -51,6 +51,7 @@ from compat.config._check import (
     type_name,
 )
 from compat.config._interpolate import interpolate_tree
+from compat.config.checks import load_checks
 from compat.config.compose import ComposeService, load_compose
 from compat.config.model import (
     COMMAND_PLACEHOLDERS,
@@ -58,6 +59,7 @@ from compat.config.model import (
     RUNTIME_NAMES,
     STAGE_KINDS,
     BuildSpec,
+    Checks,
     Config,
     Dependency,
     ProviderStates,
@@ -81,6 +83,8 @@ TOP_KEYS = (
     "services",
     "state",
     "stages",
+    "checks",
+    "waivers",
 )
 SERVICE_KEYS = (
     "port",
@@ -100,7 +104,8 @@ VERSION_KEYS = ("image", "build", "command", "cwd", "env", "spec")
 BUILD_KEYS = ("context", "dockerfile", "args", "target")
 STATE_KEYS = ("kind", "mount", "service")
 STATE_KINDS = ("volume", "service")
-STAGE_KEYS = ("kind", "enabled", "services", "policy", "weight", "replicas", "chain", "seed")
+STAGE_KEYS = ("kind", "enabled", "services", "policy", "weight", "replicas", "chain", "seed", "faults")
+FAULT_KEYS = ("delay_ms", "error_rate", "drop_rate", "error_status")
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 #: The version a compose service's own definition gets (its baseline unless the table says otherwise).
 COMPOSE_VERSION = "compose"
@@ -348,6 +353,10 @@ class _Loader:
         self._check_cycles(services)
         raw_stages = table(src, data.get("stages", {}), "stages", "write [stages.NAME] tables")
         stages = {name: self.stage(name, raw, services) for name, raw in raw_stages.items()}
+        checks = load_checks(src, data["checks"]) if "checks" in data else Checks()
+        waivers = (
+            existing_file(src, data["waivers"], "waivers", suffixes=(".toml",)) if "waivers" in data else None
+        )
         return Config(
             path=src.path,
             root=src.root,
@@ -362,6 +371,8 @@ class _Loader:
             compose_file=compose_file,
             startup_timeout=self.startup_timeout,
             redact_headers=tuple(redact),
+            checks=checks,
+            waivers=waivers,
         )
 
     def _service_tables(self, data: dict[str, object]) -> dict[str, object]:
@@ -806,7 +817,47 @@ class _Loader:
             else None,
             chain=self._chain(join(key, "chain"), tbl, kind, services),
             seed=integer(src, tbl["seed"], join(key, "seed"), lo=0) if "seed" in tbl else None,
+            faults=self._faults(join(key, "faults"), tbl, kind, services),
         )
+
+    def _faults(
+        self, key: str, tbl: dict[str, object], kind: str, services: dict[str, Service]
+    ) -> dict[str, dict[str, float]]:
+        """Router fault injection: ``faults = { candidate = { error_rate = 0.2 } }`` (a role or a version)."""
+        if "faults" not in tbl:
+            return {}
+        if kind not in ("onebox", "rollback"):
+            self.src.fail(
+                f"faults need a router; {kind!r} stages have none",
+                key,
+                tbl["faults"],
+                "set faults on an onebox or rollback stage",
+            )
+        versions = sorted({v for s in services.values() for v in s.versions})
+        targets = ["baseline", "candidate", *versions]
+        out: dict[str, dict[str, float]] = {}
+        for target, raw in table(
+            self.src, tbl["faults"], key, "write { candidate = { error_rate = 0.2 } }"
+        ).items():
+            where = join(key, target)
+            if target not in targets:
+                self.src.fail("not a role or version", where, target, choice_hint(target, targets))
+            fault = table(self.src, raw, where, "write { error_rate = 0.2, delay_ms = 50 }")
+            check_keys(self.src, fault, FAULT_KEYS, where)
+            spec: dict[str, float] = {}
+            for name in ("error_rate", "drop_rate"):
+                if name in fault:
+                    spec[name] = number(
+                        self.src, fault[name], join(where, name), above=-1e-12, below=1 + 1e-12
+                    )
+            if "delay_ms" in fault:
+                spec["delay_ms"] = number(self.src, fault["delay_ms"], join(where, "delay_ms"), above=-1e-12)
+            if "error_status" in fault:
+                spec["error_status"] = integer(
+                    self.src, fault["error_status"], join(where, "error_status"), lo=500, hi=599
+                )
+            out[target] = spec
+        return out
 
     def _stage_services(
         self, key: str, tbl: dict[str, object], services: dict[str, Service]

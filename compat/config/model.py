@@ -131,6 +131,7 @@ class Stage:
     chain: tuple[str, ...] = ()  # for skew: the call chain, frontmost first
     seed: int | None = None
     options: dict[str, object] = field(default_factory=dict)  # kind-specific extras, validated by the planner
+    faults: dict[str, dict[str, float]] = field(default_factory=dict)  # role or version -> router fault
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,8 @@ class Config:
     compose_file: Path | None = None
     startup_timeout: float = 60.0
     redact_headers: tuple[str, ...] = ()
+    checks: Checks = field(default_factory=lambda: Checks())
+    waivers: Path | None = None  # a compat-waivers.toml accepting known breaks
 
     def service(self, name: str) -> Service:
         return self.services[name]
@@ -170,3 +173,53 @@ class Config:
         for name in sorted(self.services):
             visit(name)
         return order
+
+
+#: Every built-in check, in collection order (``compat.checks.CHECKS`` re-exports this).
+CHECK_NAMES: tuple[str, ...] = (
+    "spec-diff",
+    "contracts",
+    "properties",
+    "differential",
+    "yoyo",
+    "data",
+    "canary",
+)
+
+
+@dataclass(frozen=True)
+class Noise:
+    """``[checks.noise]``: what differs between any two answers without meaning anything."""
+
+    ignore: tuple[str, ...] = ()  # JSON paths whose values are never compared
+    unordered: tuple[str, ...] = ()  # JSON paths of arrays compared as multisets
+    ignore_headers: tuple[str, ...] = ()  # header names never compared
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """``[checks.NAME]``: whether the check runs, whether its findings may fail the run, its options."""
+
+    name: str
+    enabled: bool = True
+    dry_run: bool = False  # findings are reported, never blocking (for adopting a new check)
+    options: dict[str, object] = field(default_factory=dict)  # every option, defaults filled in
+
+
+@dataclass(frozen=True)
+class Checks:
+    """``[checks]``: per-check settings and the shared noise rules."""
+
+    settings: dict[str, CheckConfig] = field(default_factory=dict)
+    noise: Noise = field(default_factory=Noise)
+
+    def get(self, name: str) -> CheckConfig:
+        from compat.config.checks import default_check
+
+        return self.settings.get(name) or default_check(name)
+
+    def enabled(self) -> tuple[str, ...]:
+        return tuple(n for n in CHECK_NAMES if self.get(n).enabled)
+
+    def option(self, check: str, name: str) -> object:
+        return self.get(check).options[name]

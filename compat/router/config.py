@@ -20,6 +20,9 @@ POLICIES: tuple[str, ...] = ("round-robin", "weighted", "sticky", "yoyo", "pinne
 FALLBACK_POLICIES: tuple[str, ...] = tuple(p for p in POLICIES if p != "pinned")
 DEFAULT_SESSION_HEADER = "X-Compat-Session"
 DEFAULT_PIN_HEADER = "X-Compat-Pin"
+#: a request may ask for another policy than the stage's (round-robin, weighted, sticky, yoyo) by name;
+#: forwarded like the pin, so every routed hop behind the entry point follows it
+POLICY_HEADER = "X-Compat-Policy"
 
 CONFIG_KEYS: tuple[str, ...] = (
     "service",

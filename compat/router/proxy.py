@@ -41,13 +41,13 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from .config import RouterConfig, RouterConfigError, Upstream
-from .policy import FaultDice, Policy, RequestKey, UnknownPin, make_policy
+from .config import POLICY_HEADER, RouterConfig, RouterConfigError, Upstream
+from .policy import FALLBACKS, FaultDice, Policy, RequestKey, UnknownPin, make_policy
 from .stats import Stats
 from .wire import (
     LAST_CHUNK,
@@ -119,6 +119,9 @@ class _Unsupported(MessageError):
     """An HTTP version other than 1.0 and 1.1 (505)."""
 
 
+_POLICY_KEY = POLICY_HEADER.lower()
+
+
 @dataclass(frozen=True)
 class _State:
     """What a request needs, swapped as one object when the config changes or the router is reset."""
@@ -129,6 +132,19 @@ class _State:
     stamps: Mapping[str, bytes]  # instance name -> its stamp header lines
     session_header: str  # lower-cased
     pin_header: str | None  # lower-cased; None unless the policy is "pinned"
+    overrides: dict[str, Policy] = field(default_factory=dict)  # per-request policies (POLICY_HEADER)
+
+    def policy_for(self, name: str | None) -> Policy:
+        """The stage's policy, or the one a request asks for by name (created once, from the seed)."""
+        if name is None or name == self.policy.name:
+            return self.policy
+        found = self.overrides.get(name)
+        if found is None:
+            weights = self.config.weights if name in ("weighted", "sticky") else None
+            found = self.overrides[name] = FALLBACKS[name](
+                self.config.upstreams, seed=self.config.seed, weights=weights
+            )
+        return found
 
 
 def _state(config: RouterConfig) -> _State:
@@ -348,11 +364,24 @@ class _Handler(socketserver.StreamRequestHandler):
             session = _cookie(headers.get_all("cookie"), config.session_cookie)
         pin = headers.get(state.pin_header) if state.pin_header else None
         key = RequestKey(session, self.client_address[0], pin)
+        asked = headers.get(_POLICY_KEY)
+        if asked is not None and asked.strip() not in FALLBACKS:
+            router._stats.reject("unknown_policy")
+            self._discard_body()
+            self._send_json(
+                400,
+                {
+                    "error": f"{POLICY_HEADER} {asked!r} is not a policy",
+                    "valid": sorted(FALLBACKS),
+                    "header": POLICY_HEADER,
+                },
+            )
+            return
         fault = None
         outcome = None
         with router._choice_lock:
             try:
-                upstream = state.policy.choose(key)
+                upstream = state.policy_for(asked.strip() if asked else None).choose(key)
             except UnknownPin as exc:
                 unknown: UnknownPin | None = exc
             else:

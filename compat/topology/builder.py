@@ -368,6 +368,14 @@ class PlanBuilder:
         }
         if stage.policy == "weighted" and svc.candidate:
             config["weights"] = {svc.candidate: stage.weight, svc.baseline: 1 - stage.weight}
+        present = {b.version for b in boxes}
+        faults = {}
+        for target, fault in stage.faults.items():  # a role names this service's version in that role
+            version = {"baseline": svc.baseline, "candidate": svc.candidate}.get(target, target)
+            if version in present:
+                faults[version] = dict(fault)
+        if faults:
+            config["faults"] = faults
         return config
 
 
