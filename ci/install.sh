@@ -6,12 +6,15 @@ cd "$(dirname "$0")/.."
 
 if [ "$(id -u)" -eq 0 ] || timeout 10 docker info >/dev/null 2>&1; then
   bash ci/setup-docker.sh
+  if [ "$(id -u)" -eq 0 ]; then
+    bash ci/setup-chromium.sh  # the HTML report's tests drive headless Chromium
+  fi
 else
   echo "[install] not root and no Docker engine answers: Docker tests will be skipped (process runtime only)" >&2
 fi
 
 stamp=".ci-install.stamp"
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! python3 -c "import compat, testcontainers, schemathesis, pact" 2>/dev/null; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || ! (cd / && python3 -c "import compat, testcontainers, schemathesis, pact, jsonschema") 2>/dev/null; then
   echo "[install] pip install -e '.[dev]'" >&2
   python3 -m pip install --quiet --disable-pip-version-check -e '.[dev]'
   touch "$stamp"

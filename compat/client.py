@@ -14,13 +14,20 @@ from urllib.parse import urljoin
 import requests
 
 SESSION_HEADER = "X-Compat-Session"
+POLICY_HEADER = "X-Compat-Policy"  # compat.router.POLICY_HEADER (the router package imports nothing of ours)
 
 
 class ServiceClient(requests.Session):
     """``client.get("/orders")`` goes to ``base_url + "/orders"``; absolute URLs pass through."""
 
     def __init__(
-        self, base_url: str, *, timeout: float = 30.0, session: str | None = None, label: str = ""
+        self,
+        base_url: str,
+        *,
+        timeout: float = 30.0,
+        session: str | None = None,
+        label: str = "",
+        policy: str | None = None,
     ) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/") + "/"
@@ -29,6 +36,8 @@ class ServiceClient(requests.Session):
         self.calls: deque[tuple[str, str, int | str, str]] = deque(maxlen=200)
         if session is not None:
             self.headers[SESSION_HEADER] = session
+        if policy is not None:  # the router routes this client's requests by another policy than the stage's
+            self.headers[POLICY_HEADER] = policy
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         target = url.decode() if isinstance(url, bytes) else url

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from compat.topology.model import Topology
 
 SKIP_REASON = "mixed-version compatibility test: pass --compat to run it"
+#: policies a client may ask the router for per request (X-Compat-Policy)
+ROUTED_POLICIES = ("round-robin", "weighted", "sticky", "yoyo")
 MARKER_KWARGS = ("stage", "stages", "phase", "phases")
 STAGE_FIXTURES = ("compat_stage", "compat_topology", "compat_client", "compat_stage_data")
 
@@ -92,7 +94,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--compat-report",
         metavar="DIR",
         default=None,
-        help="directory for the compatibility reports",
+        help="directory for the compatibility reports (JSON, Markdown, HTML; the controller writes them)",
+    )
+    group.addoption(
+        "--compat-dry-run",
+        action="store_true",
+        default=False,
+        help="report findings without failing (for adopting new checks; errors still fail)",
+    )
+    group.addoption(
+        "--compat-waivers",
+        metavar="PATH",
+        default=None,
+        help="waivers file accepting known breaks (default: config's `waivers`)",
     )
     parser.addini("compat_config", "default for --compat-config", default=None)
     parser.addini("compat_runtime", "default for --compat-runtime", default=None)
@@ -119,7 +133,8 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-compat: {exc}") from None
     session = CompatSession(resolved, options, echo=_echo(config))
     config.stash[session_key] = session
-    config.pluginmanager.register(_SessionHooks(session), "compat-session")
+    worker = hasattr(config, "workerinput")
+    config.pluginmanager.register(_SessionHooks(session, worker=worker), "compat-session")
     _install_sigterm(config)
 
 
@@ -159,7 +174,7 @@ def pytest_collection_modifyitems(
     if not enabled:
         return
     compat = config.stash[session_key]
-    checks = _checks(config)
+    checks = _checks(config, compat)
     if checks and not any("::" in arg for arg in config.args):  # not when the user picked test ids
         from compat.checks.tasks import check_tasks
         from compat.errors import CompatError
@@ -186,8 +201,11 @@ def pytest_collection_modifyitems(
 class _SessionHooks:
     """Hooks that exist only under --compat."""
 
-    def __init__(self, session: CompatSession) -> None:
+    def __init__(self, session: CompatSession, *, worker: bool) -> None:
+        from compat.pytest_report import Collector
+
         self.session = session
+        self.collector = None if worker else Collector(session)  # the process that sees every report
 
     def pytest_report_header(self) -> list[str]:
         cfg = self.session.config
@@ -218,6 +236,10 @@ class _SessionHooks:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report = yield
+        if _is_compat_item(item):
+            from compat.pytest_report import describe
+
+            report.compat = describe(item, call, report)  # travels to the xdist controller with the report
         if report.failed and _calls_key in item.stash:
             lines = [line for client in item.stash[_calls_key] for line in client.journal()]
             if lines:
@@ -225,6 +247,10 @@ class _SessionHooks:
                 head = f"stage {run.id}" if run else "default topology"
                 report.sections.append((f"compat: requests ({head}; who answered)", "\n".join(lines[-30:])))
         return report
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.collector is not None:
+            self.collector.add(report)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self) -> None:
@@ -274,21 +300,56 @@ def compat_client(
 
     ``compat_client("orders")`` goes to the service's entry point (its router in mixed stages);
     ``compat_client("orders", "candidate")`` to one version; ``session="alice"`` names the client session
-    that the router's sticky and yo-yo policies key on. Failures list which instance answered each call.
+    that the router's sticky and yo-yo policies key on, and ``policy="yoyo"`` asks the router to route
+    this client's requests by that policy instead of the stage's. Failures list which instance answered
+    each call.
     """
     from compat.client import ServiceClient
 
     made: list[ServiceClient] = []
     request.node.stash[_calls_key] = made
 
-    def factory(service: str, which: str | None = None, *, session: str | None = None) -> requests.Session:
-        client = ServiceClient(compat_topology.url(service, which), session=session, label=service)
+    def factory(
+        service: str, which: str | None = None, *, session: str | None = None, policy: str | None = None
+    ) -> requests.Session:
+        if policy is not None and policy not in ROUTED_POLICIES:
+            raise pytest.UsageError(
+                f"compat_client: policy {policy!r}; choose one of {', '.join(ROUTED_POLICIES)}"
+            )
+        client = ServiceClient(
+            compat_topology.url(service, which), session=session, label=service, policy=policy
+        )
         made.append(client)
         return client
 
     yield factory
     for client in made:
         client.close()
+
+
+@pytest.fixture
+def compat_yoyo(
+    request: pytest.FixtureRequest, compat_topology: Topology, compat_client: Callable[..., requests.Session]
+) -> Callable[..., requests.Session]:
+    """Factory of yo-yo client sessions: ``compat_yoyo("orders")`` is a client whose consecutive requests
+    the router sends to alternating versions (the canary without affinity); ``control=True`` gives the
+    same client under ``sticky``, one version for good. Write multi-step flows with it as ordinary tests.
+
+    In a stage without a router in front of ``service`` (zeta, reverse-zeta, skew), the test is skipped.
+    """
+    count = 0
+
+    def factory(service: str, *, control: bool = False, session: str | None = None) -> requests.Session:
+        nonlocal count
+        if not compat_topology.select(service, role="router"):
+            pytest.skip(
+                f"stage {compat_topology.name!r} has no router in front of {service!r}: nothing to yo-yo"
+            )
+        count += 1
+        key = session or f"yoyo-{request.node.nodeid}-{count}"
+        return compat_client(service, session=key, policy="sticky" if control else "yoyo")
+
+    return factory
 
 
 # -- helpers --------------------------------------------------------------------------------------------
@@ -335,6 +396,9 @@ def _options(config: pytest.Config) -> Any:
         stages=tuple(config.getoption("compat_stage") or config.getini("compat_stages")),
         report_dir=Path(report) if report else None,
         worker=workerinput["workerid"] if workerinput else "main",
+        checks=_chosen_checks(config),
+        dry_run=bool(config.getoption("compat_dry_run")),
+        waivers=Path(w) if (w := config.getoption("compat_waivers")) else None,
     )
 
 
@@ -383,10 +447,19 @@ def _run_of(item: pytest.Item) -> StageRun | None:
     return callspec.params.get("compat_stage") if callspec is not None else None
 
 
-def _checks(config: pytest.Config) -> tuple[str, ...]:
+def _is_compat_item(item: pytest.Item) -> bool:
+    return hasattr(item, "compat_run") or item.get_closest_marker("compat") is not None
+
+
+def _checks(config: pytest.Config, compat: CompatSession) -> tuple[str, ...]:
+    """``--compat-check`` names (explicit wins over config), else the checks ``[checks]`` enables."""
+    return compat.checks
+
+
+def _chosen_checks(config: pytest.Config) -> tuple[str, ...] | None:
     chosen = config.getoption("compat_check")
     if not chosen:
-        return CHECK_NAMES
+        return None
     if chosen == ["none"]:
         return ()
     for name in chosen:

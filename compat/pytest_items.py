@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from compat.checks.context import TaskResult
 from compat.checks.finding import Finding
 from compat.checks.tasks import CheckTask, run_task
 
@@ -31,21 +32,31 @@ class CompatCheckItem(pytest.Item):
         self.compat = compat
         self.compat_run = task.run  # lets the plugin order and release topologies with the stage's tests
         self.findings: list[Finding] = []
+        self.result: TaskResult | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        """Findings of this check are reported, never failing (``--compat-dry-run`` or ``dry_run = true``)."""
+        return self.compat.options.dry_run or self.compat.config.checks.get(self.task.check).dry_run
 
     def runtest(self) -> None:
         session = self.compat
-        self.findings = run_task(
-            self.task,
-            config=session.config,
-            url_of=lambda run, service: session.topology(run).url(service),
-            seed=session.seed,
-        )
+        self.result = result = run_task(self.task, config=session.config, context=session.stage_context)
+        self.findings = result.findings
         self.user_properties.append(("compat_findings", len(self.findings)))
+        if result.notes:
+            self.add_report_section("call", "compat notes", "\n".join(result.notes))
         blocking = [f for f in self.findings if f.blocking]
-        if blocking:
+        if blocking and not self.dry_run:
             raise FindingsFailed(self.findings)
-        for finding in self.findings:  # pending / WARN: reported, not failing
+        if blocking:
+            self.add_report_section(
+                "call", "compat", f"dry run: {len(blocking)} blocking finding(s) not failing"
+            )
+        for finding in self.findings:  # pending / WARN / dry run: reported, not failing
             self.add_report_section("call", "compat", finding.render())
+        if result.inconclusive:
+            pytest.skip(f"INCONCLUSIVE: {result.inconclusive}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, FindingsFailed):

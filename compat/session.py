@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from compat.config import apply_overrides, find_config, load_config
 from compat.config.model import Config
@@ -18,6 +19,9 @@ from compat.runtime.base import Progress, RunContext, Runtime
 from compat.topology.builder import PlanBuilder, StageRun, fleet_change, stage_runs
 from compat.topology.model import Plan, Topology
 from compat.topology.planner import plan_default
+
+if TYPE_CHECKING:
+    from compat.checks.context import StageContext
 
 Echo = Callable[[str], None]
 
@@ -34,6 +38,9 @@ class Options:
     report_dir: Path | None = None
     worker: str = "main"
     keep: bool = False
+    checks: tuple[str, ...] | None = None  # None: the checks [checks] enables
+    dry_run: bool = False  # findings never block (the verdict says what would have)
+    waivers: Path | None = None  # overrides the config's waivers file
 
 
 def resolve_config(start: Path, options: Options) -> Config:
@@ -66,6 +73,8 @@ class CompatSession:
         self._failed: dict[str, BaseException] = {}
         self._runs: list[StageRun] | None = None
         self._stage_data: dict[str, dict[str, object]] = {}
+        self._bakes: dict[str, Any] = {}  # topology key -> its background traffic (canary)
+        self._images: dict[str, dict[str, str]] = {}  # service -> version -> image id it ran
         self._announced: set[str] = set()
         self._lock = threading.Lock()
         self._closed = False
@@ -73,6 +82,11 @@ class CompatSession:
     @property
     def seed(self) -> int:
         return self.config.seed
+
+    @property
+    def checks(self) -> tuple[str, ...]:
+        """The checks this session runs."""
+        return self.options.checks if self.options.checks is not None else self.config.checks.enabled()
 
     @property
     def runtime_name(self) -> str:
@@ -133,6 +147,9 @@ class CompatSession:
                     runtime = self.runtime_for(key)
                     topology = Topology(plan, runtime, runtime.start(plan.specs), run=run)
                     self._topologies[key] = topology
+                    self._note_images(topology.instances)
+                    if run is not None:
+                        self._start_bake(key, run, topology)
                 elif run is not None and topology.run is not None and run.step and topology.run.step:
                     if run.step.index < topology.run.step.index:
                         raise RuntimeError(
@@ -150,6 +167,50 @@ class CompatSession:
                 raise
             return topology
 
+    def images(self) -> dict[str, dict[str, str]]:
+        """service -> version -> the image id its boxes ran (docker runtime; for the report)."""
+        with self._runtime_lock:
+            return {service: dict(versions) for service, versions in self._images.items()}
+
+    def _note_images(self, instances: Any) -> None:
+        with self._runtime_lock:
+            for inst in instances:
+                if inst.image and inst.spec.role != "router":
+                    self._images.setdefault(inst.spec.service, {})[inst.spec.version] = inst.image
+
+    def stage_context(self, run: StageRun) -> StageContext:
+        """What a stage check sees of ``run`` (its topology is started, or advanced, on demand)."""
+        from compat.checks.context import StageContext
+
+        topology = self.topology(run)
+        return StageContext(
+            run=run,
+            topology=topology,
+            config=self.config,
+            seed=self.seed,
+            data=self.stage_data(run.topology_key),
+            bake=self._bakes.get(run.topology_key),
+        )
+
+    def _start_bake(self, key: str, run: StageRun, topology: Topology) -> None:
+        """Background traffic through the routers of a mixed stage, for canary to judge (if it runs)."""
+        if "canary" not in self.checks:
+            return
+        from compat.checks.canary import bake_for
+        from compat.checks.tasks import runs_here
+
+        if not runs_here("canary", run) and run.kind != "rollback":
+            return
+        bake = bake_for(self.config, run, topology)
+        if bake is not None:
+            bake.start()
+            self._bakes[key] = bake
+
+    def _stop_bake(self, key: str) -> None:
+        bake = self._bakes.pop(key, None)
+        if bake is not None:
+            bake.stop()
+
     def stage_data(self, key: str) -> dict[str, object]:
         """A dict that lives as long as the session, one per topology (rollback steps share it)."""
         with self._lock:
@@ -157,6 +218,7 @@ class CompatSession:
 
     def release(self, run: StageRun) -> None:
         """Remove the topology of ``run`` and everything its runtime made (when no later test needs it)."""
+        self._stop_bake(run.topology_key)
         with self._lock:
             self._topologies.pop(run.topology_key, None)
             with self._runtime_lock:
@@ -209,6 +271,7 @@ class CompatSession:
         stop_names, start_specs = fleet_change(topology.plan, new_plan)
         started = topology.runtime.start(start_specs) if start_specs else []
         topology.instances.extend(started)
+        self._note_images(started)
         for spec in new_plan.specs:
             if spec.role == "router":
                 topology.reconfigure_router(spec)
@@ -240,6 +303,8 @@ class CompatSession:
             raise errors[0]
 
     def _take_runtimes(self) -> list[Runtime]:
+        for key in list(self._bakes):
+            self._stop_bake(key)
         with self._lock:
             self._closed = True
             self._topologies.clear()

@@ -20,7 +20,8 @@ from compat.config import (
     parse_candidate_option,
     render_text,
 )
-from compat.config.model import Config, Dependency, ProviderStates
+from compat.config.checks import CHECK_OPTIONS
+from compat.config.model import CHECK_NAMES, Config, Dependency, ProviderStates
 from compat.errors import ConfigError, UsageError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -650,7 +651,133 @@ BAD = [
         "no",
         "true or false",
     ),
+    (
+        "checks-unknown-check",
+        toml(extra="[checks.canery]\nenabled = false\n"),
+        "checks.canery",
+        "canery",
+        "did you mean 'canary'?",
+    ),
+    (
+        "checks-enabled-unknown",
+        toml(extra='[checks]\nenabled = ["yoyo", "diffy"]\n'),
+        "checks.enabled[1]",
+        "diffy",
+        "differential",
+    ),
+    (
+        "checks-option-unknown",
+        toml(extra="[checks.canary]\nmin_request = 5\n"),
+        "checks.canary.min_request",
+        "min_request",
+        "did you mean 'min_requests'?",
+    ),
+    (
+        "checks-option-type",
+        toml(extra='[checks.yoyo]\npage_size = "2"\n'),
+        "checks.yoyo.page_size",
+        "2",
+        "write an integer",
+    ),
+    (
+        "checks-option-range",
+        toml(extra="[checks.canary]\nmax_error_rate_increase = 1.5\n"),
+        "checks.canary.max_error_rate_increase",
+        1.5,
+        "give a number",
+    ),
+    (
+        "checks-dry-run-not-bool",
+        toml(extra='[checks.data]\ndry_run = "yes"\n'),
+        "checks.data.dry_run",
+        "yes",
+        "true or false",
+    ),
+    (
+        "checks-contradiction",
+        toml(extra='[checks]\nenabled = ["yoyo"]\n[checks.data]\nenabled = true\n'),
+        "checks.data.enabled",
+        True,
+        "say it in one place",
+    ),
+    (
+        "checks-noise-bad-path",
+        toml(extra='[checks.noise]\nignore = ["items.id"]\n'),
+        "checks.noise.ignore[0]",
+        "items.id",
+        "must start with $",
+    ),
+    (
+        "checks-noise-bad-bracket",
+        toml(extra='[checks.noise]\nunordered = ["$.items[x]"]\n'),
+        "checks.noise.unordered[0]",
+        "$.items[x]",
+        "use [3], [*] or ['name']",
+    ),
+    (
+        "checks-noise-bad-header",
+        toml(extra='[checks.noise]\nignore_headers = ["Da te"]\n'),
+        "checks.noise.ignore_headers[0]",
+        "Da te",
+        "HTTP header name",
+    ),
+    (
+        "stage-faults-on-zeta",
+        toml(extra="[stages.zeta]\nfaults = { candidate = { error_rate = 0.2 } }\n"),
+        "stages.zeta.faults",
+        {"candidate": {"error_rate": 0.2}},
+        "onebox or rollback",
+    ),
+    (
+        "stage-faults-unknown-target",
+        toml(extra="[stages.onebox]\nfaults = { candidat = { error_rate = 0.2 } }\n"),
+        "stages.onebox.faults.candidat",
+        "candidat",
+        "candidate",
+    ),
+    (
+        "stage-faults-rate-range",
+        toml(extra="[stages.onebox]\nfaults = { candidate = { error_rate = 2 } }\n"),
+        "stages.onebox.faults.candidate.error_rate",
+        2,
+        "give a number",
+    ),
+    (
+        "stage-faults-unknown-key",
+        toml(extra="[stages.onebox]\nfaults = { v2 = { error_rat = 0.2 } }\n"),
+        "stages.onebox.faults.v2.error_rat",
+        "error_rat",
+        "did you mean 'error_rate'?",
+    ),
+    ("waivers-missing-file", toml(top='waivers = "nope.toml"'), "waivers", "nope.toml", ""),
 ]
+
+
+def test_checks_table_defaults_and_options(project: Path) -> None:
+    config = load(project, toml())
+    assert config.checks.enabled() == CHECK_NAMES
+    assert config.checks.option("canary", "min_requests") == 50
+    config = load(
+        project,
+        toml(
+            extra='[checks]\nenabled = ["spec-diff", "canary"]\n'
+            "[checks.canary]\nmin_requests = 7\ndry_run = true\n"
+            '[checks.noise]\nignore = ["$..created_at"]\nunordered = ["$.tags"]\nignore_headers = ["Date"]\n'
+            "[stages.onebox]\nfaults = { candidate = { error_rate = 0.2, error_status = 502 } }\n"
+        ),
+    )
+    assert config.checks.enabled() == ("spec-diff", "canary")
+    assert config.checks.get("canary").dry_run
+    assert config.checks.option("canary", "min_requests") == 7
+    assert config.checks.noise.ignore == ("$..created_at",)
+    assert config.stages["onebox"].faults == {"candidate": {"error_rate": 0.2, "error_status": 502}}
+
+
+def test_every_check_option_is_documented() -> None:
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    for check, options in CHECK_OPTIONS.items():
+        for name in options:
+            assert f"| `{check}` | `{name}` |" in doc, (check, name)
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,7 @@ CHECK_OPTIONS: dict[str, dict[str, Option]] = {
         "p99_slack_ms": Option("float", 50.0, "p99 differences below this many ms never fail", 0),
         "min_requests": Option("int", 50, "requests per version before judging; fewer is INCONCLUSIVE", 1),
         "bake_seconds": Option("float", 3.0, "background traffic runs at least this long in a stage", 0),
-        "bake_requests": Option("int", 120, "background traffic sends at least this many requests", 0),
+        "bake_requests": Option("int", 240, "background traffic sends at least this many requests", 0),
         "rate": Option(
             "float", 60.0, "background requests per second (per service under change)", 0.1, 10_000
         ),
