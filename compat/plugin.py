@@ -129,6 +129,11 @@ def pytest_configure(config: pytest.Config) -> None:
     options = _options(config)
     try:
         resolved = resolve_config(config.rootpath, options)
+        waivers = options.waivers or resolved.waivers
+        if waivers is not None:  # a bad waivers file is a usage error now, not at the end of the run
+            from compat.gate.waivers import load_waivers
+
+            load_waivers(waivers)
     except CompatError as exc:
         raise pytest.UsageError(f"pytest-compat: {exc}") from None
     session = CompatSession(resolved, options, echo=_echo(config))
@@ -253,10 +258,48 @@ class _SessionHooks:
             self.collector.add(report)
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # First, not last: on an xdist worker, xdist's own sessionfinish tells the controller the worker
         # is done, and the controller may then end the worker process in the middle of our cleanup.
-        self.session.close()
+        try:
+            self.session.close()
+        finally:
+            if self.collector is not None:
+                self._report(session.config)
+
+    def _report(self, config: pytest.Config) -> None:
+        """The verdict and the report files (the process that saw every item: controller or single)."""
+        import sys
+
+        from compat.pytest_report import build_report
+
+        assert self.collector is not None
+        if not self.collector.tests and not self.collector.checks:
+            return  # nothing of ours ran (e.g. --collect-only, or only unmarked tests)
+        self.report = report = build_report(self.collector, sys.argv)
+        directory = self.session.options.report_dir
+        if directory is not None:
+            from compat.report import write_reports
+
+            self.written = write_reports(report, directory)
+        xml = config.stash.get(_junit_key(), None)
+        if xml is not None:
+            from compat.report import junit_properties
+
+            for name, value in junit_properties(report):
+                xml.add_global_property(name, value)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        report = getattr(self, "report", None)
+        if report is None:
+            return
+        from compat.report.text import render_table
+
+        terminalreporter.write_sep("=", "compat verdict")
+        for line in render_table(report).splitlines():
+            terminalreporter.write_line(line)
+        for path in getattr(self, "written", []):
+            terminalreporter.write_line(f"report: {path}")
 
 
 # -- fixtures -------------------------------------------------------------------------------------------
@@ -445,6 +488,15 @@ def _run_of(item: pytest.Item) -> StageRun | None:
         return run
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("compat_stage") if callspec is not None else None
+
+
+def _junit_key() -> Any:
+    """pytest's junitxml stash key (private API; without it the report just lacks the suite properties)."""
+    try:
+        from _pytest.junitxml import xml_key
+    except ImportError:  # pragma: no cover - a future pytest
+        return pytest.StashKey[Any]()
+    return xml_key
 
 
 def _is_compat_item(item: pytest.Item) -> bool:

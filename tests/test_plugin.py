@@ -3,6 +3,7 @@ xdist, SIGTERM. The scratch project (tests/data/scratch) has only a compat.toml,
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -107,8 +108,13 @@ def test_bad_marker_arguments_are_usage_errors(pytester: pytest.Pytester) -> Non
 
 def test_process_runtime_end_to_end(pytester: pytest.Pytester, scratch: Path) -> None:
     result = pytester.runpytest_subprocess("--compat", "--compat-runtime", "process", "-v")
-    # 2 onebox-only tests + 1 test in each of the 7 default stage runs + 1 unmarked test
-    result.assert_outcomes(passed=10)
+    # 2 onebox-only tests + 1 test in each of the 7 default stage runs + 1 unmarked test, and the one
+    # check that needs neither a spec nor contracts: canary, for both services in onebox and for the
+    # rollback's subject at its mixed step
+    result.assert_outcomes(passed=13)
+    result.stdout.fnmatch_lines(
+        ["*= compat verdict =*", "stage*tests*canary", "onebox*PASS*PASS", "verdict: PASS (exit 0)"]
+    )
     result.stdout.fnmatch_lines(
         [
             "*test_every_stage_answers?onebox? PASSED*",
@@ -127,9 +133,20 @@ def _env() -> dict[str, str]:
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leaks")
 def test_docker_runtime_end_to_end(pytester: pytest.Pytester, scratch: Path, docker_client: Any) -> None:
-    result = pytester.runpytest_subprocess("--compat", "--compat-runtime", "docker", "--junitxml=out.xml")
-    result.assert_outcomes(passed=10)
-    assert (scratch / "out.xml").exists()
+    result = pytester.runpytest_subprocess(
+        "--compat", "--compat-runtime", "docker", "--junitxml=out.xml", "--compat-report", "reports"
+    )
+    result.assert_outcomes(passed=13)
+    xml = (scratch / "out.xml").read_text()
+    assert '<property name="compat.verdict" value="PASS"' in xml
+    report = json.loads((scratch / "reports" / "compat-report.json").read_text())
+    assert report["verdict"]["result"] == "PASS"
+    assert report["run"]["runtime"] == "docker"
+    # the images the boxes ran are recorded by id
+    assert all(v["baseline"]["digest"].startswith("sha256:") for v in report["versions"].values())
+    assert {c["check"] for c in report["checks"]} == {"canary"}
+    assert (scratch / "reports" / "compat-report.md").exists()
+    assert (scratch / "reports" / "compat-report.html").exists()
 
 
 @pytest.mark.docker
@@ -139,9 +156,23 @@ def test_xdist_workers_get_isolated_topologies(
 ) -> None:
     # --dist each: every worker runs every test, so both start a topology at the same time.
     result = pytester.runpytest_subprocess(
-        "--compat", "--compat-runtime", "docker", "-p", "xdist", "-n", "2", "--dist", "each"
+        "--compat",
+        "--compat-runtime",
+        "docker",
+        "-p",
+        "xdist",
+        "-n",
+        "2",
+        "--dist",
+        "each",
+        "--compat-report",
+        "reports",
     )
-    result.assert_outcomes(passed=20)
+    result.assert_outcomes(passed=26)
+    # the controller writes the one report, from what both workers sent it
+    report = json.loads((scratch / "reports" / "compat-report.json").read_text())
+    assert report["verdict"]["result"] == "PASS"
+    assert len(report["tests"]) == 9  # the compat-marked ones (the unmarked test is not the gate's)
 
 
 @pytest.mark.docker

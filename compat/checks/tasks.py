@@ -107,7 +107,11 @@ def _task(config: Config, run: StageRun, check: str, name: str) -> CheckTask | N
         return CheckTask(**common, contracts=pacts) if pacts else None  # type: ignore[arg-type]
     if check in ("properties", "differential", "yoyo", "data"):
         spec = svc.baseline_version.spec
-        if spec is None and check != "differential":
+        if check == "differential":
+            traffic = config.checks.option("differential", "traffic")
+            if spec is None and not traffic and not _contracts_of(config, name):
+                return None  # nothing to replay: no spec to generate from, no contracts, no traffic
+        elif spec is None:
             return None  # these derive their requests from the spec
         return CheckTask(**common, spec=spec)  # type: ignore[arg-type]
     return CheckTask(**common)  # type: ignore[arg-type]
