@@ -1,4 +1,4 @@
-"""The ``compat`` command: ``config | up | down | status | run``.
+"""The ``compat`` command: ``config | up | down | status | diff | run | gate | repro``.
 
 Exit codes (:class:`compat.gate.ExitCode`): 0 pass, 1 fail, 2 error (infrastructure), 3 inconclusive,
 4 usage or configuration error. Configuration errors print one line, never a traceback.
@@ -64,8 +64,24 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--json", action="store_true", help="findings as JSON")
     run = sub.add_parser("run", parents=[common], help="run the compatibility tests (pytest --compat)")
     run.add_argument("--stage", action="append", default=[], help="stage to run (repeatable)")
-    run.add_argument("--report-dir", type=Path, help="directory for reports")
+    run.add_argument("--report-dir", type=Path, help="directory for the reports (default: ./compat-report)")
+    run.add_argument("--check", action="append", default=[], help="built-in check to run (repeatable)")
+    run.add_argument("--dry-run", action="store_true", help="report findings without failing")
+    run.add_argument("--waivers", type=Path, metavar="PATH", help="waivers file (default: config's)")
     run.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    gate = sub.add_parser("gate", help="re-evaluate a saved report with other waivers or thresholds")
+    gate.add_argument("report", type=Path, help="compat-report.json of a run")
+    gate.add_argument("--waivers", type=Path, metavar="PATH", help="waivers file to apply")
+    gate.add_argument("--fail-on", choices=("ERR", "WARN"), default="ERR", help="finding level that blocks")
+    gate.add_argument("--dry-run", action="store_true", help="findings never block (errors still do)")
+    gate.add_argument("--today", metavar="YYYY-MM-DD", help="the date waivers expire against")
+    gate.add_argument("--report-dir", type=Path, help="write the re-evaluated report here")
+    gate.add_argument("--json", action="store_true", help="the re-evaluated report as JSON")
+    gate.add_argument("-q", "--quiet", action="store_true", help="only the verdict line")
+    repro = sub.add_parser("repro", help="bring up a finding's stage again and replay its request")
+    repro.add_argument("finding", help="finding id (or an unambiguous prefix)")
+    repro.add_argument("--report", type=Path, required=True, help="compat-report.json of the run")
+    repro.add_argument("--runtime", choices=("auto", "docker", "process"), help="override the run's runtime")
     return parser
 
 
@@ -193,6 +209,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return diff_main(args.old, args.new, fail_on=args.fail_on, as_json=args.json)
 
 
+#: where `compat run` writes its reports unless --report-dir says otherwise (relative to the working dir)
+DEFAULT_REPORT_DIR = "compat-report"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the config's tests with ``pytest --compat`` in a child process (so pytest imports and rewrites
     everything itself); SIGTERM/SIGINT are forwarded so its teardown removes the topologies."""
@@ -209,9 +229,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         pytest_args += ["--compat-seed", str(args.seed)]
     for stage in args.stage:
         pytest_args += ["--compat-stage", stage]
-    if args.report_dir:
-        pytest_args += ["--compat-report", str(args.report_dir)]
-    if args.quiet:
+    for check in args.check:
+        pytest_args += ["--compat-check", check]
+    if args.dry_run:
+        pytest_args.append("--compat-dry-run")
+    if args.waivers:
+        pytest_args += ["--compat-waivers", str(args.waivers)]
+    if args.quiet or args.json:
         pytest_args.append("-q")
     paths = [str(p) for p in config.tests]
     if not paths and not args.pytest_args:
@@ -221,6 +245,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             key="tests",
             hint='set tests = ["path/to/compat/tests"] or pass test paths after --',
         )
+    report_dir = (args.report_dir or Path(DEFAULT_REPORT_DIR)).resolve()
+    pytest_args += ["--compat-report", str(report_dir)]
+    stale = report_dir / "compat-report.json"
+    if stale.exists():
+        stale.unlink()  # the verdict must come from this run's report, never an earlier one
     argv = [
         sys.executable,
         "-m",
@@ -231,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         *paths,
         *args.pytest_args,
     ]
-    child = subprocess.Popen(argv, cwd=config.root)
+    child = subprocess.Popen(argv, cwd=config.root, stdout=sys.stderr if args.json else None)
 
     def forward(signum: int, frame: object) -> None:
         child.send_signal(signum)
@@ -242,19 +271,73 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return _PYTEST_EXIT.get(code, ExitCode.ERROR)
+    return _run_verdict(code, report_dir / "compat-report.json", as_json=args.json)
 
 
-# pytest's exit codes -> ours: failed tests fail the gate, nothing collected is inconclusive,
-# interrupted/internal errors are ERROR (fail closed), usage errors stay usage errors.
-_PYTEST_EXIT = {
-    0: ExitCode.PASS,
-    1: ExitCode.FAIL,
-    2: ExitCode.ERROR,
-    3: ExitCode.ERROR,
-    4: ExitCode.USAGE,
-    5: ExitCode.INCONCLUSIVE,
-}
+def _run_verdict(code: int, report_path: Path, *, as_json: bool) -> int:
+    """The gate's exit code: the report's verdict; pytest's own code when there is no report.
+
+    Fail closed: without a report a run that pytest calls a pass is ERROR (nothing was judged), and
+    a usage error stays a usage error.
+    """
+    if code == 4:
+        return ExitCode.USAGE
+    if not report_path.exists():
+        if code == 5:
+            _err("no compat tests or checks were collected")
+            return ExitCode.INCONCLUSIVE
+        if code == 0:
+            _err(f"pytest passed but wrote no report at {report_path}: nothing was judged")
+        return ExitCode.ERROR if code != 1 else ExitCode.FAIL
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    verdict = report.get("verdict") or {}
+    if as_json:
+        print(json.dumps(report, indent=2))
+    result = int(verdict.get("exit_code", ExitCode.ERROR))
+    if result == ExitCode.PASS and code not in (0, 5):
+        return ExitCode.ERROR if code != 1 else ExitCode.FAIL  # pytest failed something outside the gate
+    return result
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    """Re-evaluate a saved report: other waivers, another blocking level, a dry run."""
+    import datetime as dt
+
+    from compat.gate.evaluate import GatePolicy, evaluate
+    from compat.gate.waivers import load_waivers
+    from compat.report import load_report, validate, write_reports
+    from compat.report.text import render_table
+
+    report = load_report(args.report)
+    waivers = load_waivers(args.waivers) if args.waivers else []
+    try:
+        today = dt.date.fromisoformat(args.today) if args.today else dt.date.today()
+    except ValueError:
+        raise UsageError(f"--today: {args.today!r} is not a date; write YYYY-MM-DD") from None
+    policy = GatePolicy(fail_on=args.fail_on, dry_run=args.dry_run)
+    result = evaluate(
+        report, policy, waivers, today, waivers_file=str(args.waivers) if args.waivers else None
+    )
+    validate(result)
+    if args.report_dir:
+        for path in write_reports(result, args.report_dir):
+            print(f"report: {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.quiet:
+        print(f"verdict: {result['verdict']['result']} (exit {result['verdict']['exit_code']})")
+    else:
+        print(render_table(result))
+    return int(result["verdict"]["exit_code"])
+
+
+def cmd_repro(args: argparse.Namespace) -> int:
+    from compat.repro import replay
+    from compat.runtime.cleanup import install_signal_handlers
+
+    install_signal_handlers()
+    return replay(args.report, args.finding, echo=print, runtime=args.runtime)
+
 
 _COMMANDS = {
     "config": cmd_config,
@@ -263,6 +346,8 @@ _COMMANDS = {
     "status": cmd_status,
     "diff": cmd_diff,
     "run": cmd_run,
+    "gate": cmd_gate,
+    "repro": cmd_repro,
 }
 
 

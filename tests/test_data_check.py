@@ -19,7 +19,7 @@ import pytest
 
 from compat.checks._noise import NoiseRules
 from compat.checks._spec_ops import Exchange, operations, resources
-from compat.checks.data import judge_read, plans, run_data, shape
+from compat.checks.data import Write, judge_later_read, judge_read, plans, run_data, shape
 
 from .conftest import REPO
 
@@ -79,6 +79,53 @@ def test_failed_reads(exchange: Exchange, why: str) -> None:
 
 
 GET_ONE = {"responses": {"200": {"description": "one"}}}
+
+
+def earlier_write(body: Any) -> Write:
+    return Write(
+        "orders",
+        "POST /things",
+        "GET /things/{id}",
+        "/things/1",
+        "v2",
+        "things-v2-0",
+        "rollback:1-mixed",
+        body,
+    )
+
+
+def test_a_later_step_tolerates_changes_others_made_but_not_broken_reads() -> None:
+    noise = NoiseRules()
+    write = earlier_write({"id": "1", "status": "pending"})
+    changed = read(200, {"id": "1", "status": "shipped"})  # someone shipped it since: not a finding
+    assert judge_later_read(write, "v1", {"v1": changed}, {"$.id", "$.status"}, noise) is None
+    broken = read(500, {"error": "cannot decode row"})
+    rule, _, _ = judge_later_read(write, "v1", {"v1": broken}, None, noise)  # type: ignore[misc]
+    assert rule == "read-failed"
+    lacking = read(200, {"id": "1"})  # the reader shows `status` for its own writes, not for this one
+    assert judge_later_read(write, "v1", {"v1": lacking}, {"$.id", "$.status"}, noise)[0] == "read-mismatch"  # type: ignore[index]
+
+
+def test_a_later_step_notes_a_resource_gone_everywhere_but_flags_one_gone_in_one_version() -> None:
+    noise = NoiseRules()
+    write = earlier_write({"id": "1"})
+    gone = read(404, {"error": "not found"})
+    note = judge_later_read(write, "v1", {"v1": gone}, None, noise)
+    assert isinstance(note, str)
+    assert "deleted since? not judged" in note
+    found = read(200, {"id": "1"})
+    verdict = judge_later_read(write, "v1", {"v1": gone, "v2": found}, None, noise)
+    assert isinstance(verdict, tuple)
+    assert verdict[0] == "read-failed"
+    disagree = judge_later_read(
+        write,
+        "v1",
+        {"v1": read(200, {"id": "1", "qty": 1}), "v2": read(200, {"id": "1", "qty": 2})},
+        None,
+        noise,
+    )
+    assert isinstance(disagree, tuple)
+    assert "disagrees with v2" in disagree[1]
 
 
 def test_plans_note_every_write_that_cannot_be_read_back() -> None:
