@@ -136,7 +136,7 @@ def pytest_configure(config: pytest.Config) -> None:
             load_waivers(waivers)
     except CompatError as exc:
         raise pytest.UsageError(f"pytest-compat: {exc}") from None
-    session = CompatSession(resolved, options, echo=_echo(config))
+    session = CompatSession(resolved, options, echo=_echo(config), progress=_progress(config))
     config.stash[session_key] = session
     worker = hasattr(config, "workerinput")
     config.pluginmanager.register(_SessionHooks(session, worker=worker), "compat-session")
@@ -525,12 +525,39 @@ def _chosen_checks(config: pytest.Config) -> tuple[str, ...] | None:
 def _echo(config: pytest.Config) -> Callable[[str], None]:
     def echo(message: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(f"compat: {message}")
-        else:
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
             print(f"compat: {message}")
+        elif capture is not None:  # inside a test phase: around pytest's output capture, like live logs
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(f"compat: {message}")
+        else:
+            reporter.write_line(f"compat: {message}")
 
     return echo
+
+
+def _progress(config: pytest.Config) -> Callable[[str, str], None] | None:
+    """Progress of long phases on the terminal: image builds, topology starts, rollback steps, checks.
+
+    Quiet (``-q``) shows none; the default shows builds that really build, one line per topology start
+    and each check as it begins; ``-v`` shows every instance.
+    """
+    verbosity = config.get_verbosity()
+    if verbosity < 0:
+        return None
+    echo = _echo(config)
+
+    def progress(phase: str, message: str) -> None:
+        if verbosity < 1 and (
+            phase in ("start", "stop")
+            or (phase == "build" and "cached" in message)
+            or (phase == "ready" and "instance(s) ready" not in message)
+        ):
+            return
+        echo(f"[{phase}] {message}")
+
+    return progress
 
 
 def _install_sigterm(config: pytest.Config) -> None:

@@ -41,6 +41,8 @@ class CompatCheckItem(pytest.Item):
 
     def runtest(self) -> None:
         session = self.compat
+        if session.progress is not None and self.task.check in ("properties", "differential", "canary"):
+            session.progress("check", f"{self.task.id}: running")  # the long ones
         self.result = result = run_task(self.task, config=session.config, context=session.stage_context)
         self.findings = result.findings
         self.user_properties.append(("compat_findings", len(self.findings)))
