@@ -85,6 +85,7 @@ def replay(report_path: Path, finding_id: str, *, echo: Echo = print, runtime: s
         runtime=runtime or run.get("runtime"),
         seed=run.get("seed"),
         stages=(str(item.stage).split(":")[0],) if item.stage else (),
+        checks=(),  # no background traffic: the replay is the only request
     )
     config = resolve_config(Path.cwd(), options)
     session = CompatSession(config, options, echo=echo)
