@@ -96,7 +96,7 @@ def test_noise_is_learned_across_all_requests_of_an_operation() -> None:
     assert judged.noise_of("GET /orders") == ["$.took"]
 
 
-def test_noise_learned_on_one_operation_applies_to_others_and_is_noted() -> None:
+def test_noise_learned_on_one_operation_applies_to_a_thinly_sampled_other_and_is_noted() -> None:
     seen = [
         obs("POST /orders", {"at": "1"}, {"at": "2"}, {"at": "3"}),
         obs("PATCH /orders/{id}", {"at": "5"}, {"at": "5"}, {"at": "6"}),
@@ -104,6 +104,24 @@ def test_noise_learned_on_one_operation_applies_to_others_and_is_noted() -> None
     judged = judge(seen, NoiseRules())
     assert judged.divergences == {}
     assert judged.borrowed == {("PATCH /orders/{id}", "$.at"): {"POST /orders"}}
+
+
+def test_a_well_sampled_operation_keeps_a_path_that_is_noise_elsewhere() -> None:
+    # the writes' timestamps differ per box (noise there); the reads agree on A and B every time, so a
+    # candidate that formats the same timestamp differently changed something
+    seen = [obs("POST /orders", {"at": f"{n}a"}, {"at": f"{n}b"}, {"at": f"{n}c"}) for n in range(3)]
+    seen += [
+        obs(
+            "GET /orders/{id}",
+            {"at": "2026-11-26T10:00:00.123Z"},
+            {"at": "2026-11-26T10:00:00.123Z"},
+            {"at": "2026-11-26T10:00:00Z"},
+        )
+        for _ in range(3)
+    ]
+    judged = judge(seen, NoiseRules())
+    assert [op for op, _ in judged.divergences] == ["GET /orders/{id}"]
+    assert judged.borrowed == {}
 
 
 def test_additive_members_are_compatible_and_listed_once() -> None:

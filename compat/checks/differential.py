@@ -7,10 +7,11 @@ applied first):
 
 1. **Calibration.** A and B run the same code on the same data, so whatever differs between them (ids,
    timestamps, host names) is *noise*. The generalized paths (``$.items[*].id``) where A and B differ are
-   learned per operation, over all of that operation's requests, and globally per path (a path learned on
-   one operation is also noise on the others; the notes say where that was applied). ``calibrate = false``
-   turns learning off: only the declared rules apply. With one baseline box there is nothing to calibrate
-   with; the check says so and judges with the declared rules.
+   learned per operation, over all of that operation's requests; an operation with fewer than
+   ``MIN_OWN_SAMPLES`` comparisons of its own also borrows what other operations learned (the notes say
+   where), while a well-sampled operation on which A and B agree keeps the path significant.
+   ``calibrate = false`` turns learning off: only the declared rules apply. With one baseline box there
+   is nothing to calibrate with; the check says so and judges with the declared rules.
 2. **Judging.** A difference between A and C is a finding only when C also differs from B at that very
    path and the path is not learned noise. A safe request whose candidate answer looks different is sent
    once more to A and C: if A's second answer changed at that path it is noise too (learned), and if C no
@@ -406,6 +407,10 @@ def suspicious(obs: Observation, rules: NoiseRules) -> bool:
     return any(not d.additive and (from_b is None or d.path in from_b) for d in compare(obs.a, obs.c, rules))
 
 
+#: an operation with fewer A/B comparisons of its own borrows the noise learned on other operations
+MIN_OWN_SAMPLES = 3
+
+
 def judge(observations: Sequence[Observation], rules: NoiseRules, *, calibrate: bool = True) -> Judgement:
     """Calibrate on A vs B (and A vs its re-send), then judge C against both baselines."""
     out = Judgement()
@@ -416,6 +421,9 @@ def judge(observations: Sequence[Observation], rules: NoiseRules, *, calibrate: 
                 learned.update(d.pattern for d in compare(obs.a, obs.b, rules))
             if obs.a2 is not None:
                 learned.update(d.pattern for d in compare(obs.a, obs.a2, rules))
+    samples: Counter[str] = Counter()  # A/B (or A/A') comparisons per operation
+    for obs in observations:
+        samples[obs.operation] += (obs.b is not None) + (obs.a2 is not None)
     learned_on: dict[str, set[str]] = {}
     for operation, patterns in out.noise.items():
         for pattern in patterns:
@@ -423,7 +431,12 @@ def judge(observations: Sequence[Observation], rules: NoiseRules, *, calibrate: 
     for obs in observations:
         op = obs.operation
         own = out.noise.get(op, set())
-        others = {p for p, ops in learned_on.items() if ops - {op}}
+        # noise learned elsewhere only stands in for an operation too thinly sampled to calibrate itself:
+        # where A and B agreed over several requests, a candidate that differs changed something (a
+        # timestamp's format, say), even if that path is noise on an operation that writes
+        others = (
+            {p for p, ops in learned_on.items() if ops - {op}} if samples[op] < MIN_OWN_SAMPLES else set()
+        )
         from_a = compare(obs.a, obs.c, rules)
         from_b = {d.path: d for d in compare(obs.b, obs.c, rules)} if obs.b is not None else None
         status_changed = any(d.kind == "status" for d in from_a) and (from_b is None or "status" in from_b)
