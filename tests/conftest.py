@@ -7,6 +7,8 @@ missing engine into a failure; elsewhere such tests are skipped with the reason.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,3 +84,18 @@ def no_leaks(docker_client: Any) -> Iterator[None]:
     after = managed_resources(docker_client)
     leaked = {kind: sorted(set(after[kind]) - set(before[kind])) for kind in after}
     assert not any(leaked.values()), f"test leaked Docker resources: {leaked}"
+
+
+def run_compat(*args: str, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """The `compat` command as a user runs it (a child process), with the local base image for builds."""
+    env = dict(os.environ)
+    env.setdefault("COMPAT_BASE_IMAGE", "compat-base:bookworm")
+    return subprocess.run(
+        [sys.executable, "-m", "compat.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -6,32 +6,18 @@ and `compat down` leaves nothing behind."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import REPO, managed_resources
+from tests.conftest import managed_resources, run_compat
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_leaks")]
 
 
-def compat(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.setdefault("COMPAT_BASE_IMAGE", "compat-base:bookworm")
-    return subprocess.run(
-        [sys.executable, "-m", "compat.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+compat = run_compat
 
 
 def failed_ids(output: str) -> set[str]:

@@ -5,34 +5,20 @@ thresholds, and `compat repro` replaying a finding from a saved report on a fres
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, run_compat
 from tests.report_samples import sample_report
 
 SCRATCH = REPO / "tests" / "data" / "scratch"
 
 
-def compat(*args: str, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env.setdefault("COMPAT_BASE_IMAGE", "compat-base:bookworm")
-    return subprocess.run(
-        [sys.executable, "-m", "compat.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+compat = run_compat
 
 
 # -- compat gate: a saved report, re-evaluated -------------------------------------------------------------
