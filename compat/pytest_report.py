@@ -54,10 +54,9 @@ def describe(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Test
     """The ``compat`` attribute of a report: JSON-able, so xdist can carry it to the controller."""
     from compat.pytest_items import CompatCheckItem
 
-    run = getattr(item, "compat_run", None)
-    if run is None:
-        callspec = getattr(item, "callspec", None)
-        run = callspec.params.get("compat_stage") if callspec is not None else None
+    from compat.plugin import _run_of
+
+    run = _run_of(item)
     data: dict[str, Any] = {
         "stage": run.id if run is not None else None,
         "stage_name": run.stage if run is not None else None,

@@ -133,6 +133,16 @@ def test_response_shape_break_is_caught_by_spec_diff_contracts_and_properties(do
     assert "reproduce: curl" in result.stdout
 
 
+def test_narrowed_request_validation_fails_the_gate(docker_client: Any) -> None:
+    result = compat(
+        "run", "--runtime", "docker", "--candidate", "orders=v2-strict-validation", "--stage", "reverse-zeta"
+    )
+    assert result.returncode == 1, result.stdout[-3000:]
+    failed = failed_ids(result.stdout)
+    assert {"spec-diff-orders", "reverse-zeta-properties-orders"} <= failed, failed
+    assert "request-property-max-length-decreased" in result.stdout
+
+
 def test_up_prints_urls_that_answer_with_their_versions_and_down_removes_it(docker_client: Any) -> None:
     up = compat("up", "--stage", "onebox", "--detach", "--json", "--runtime", "docker")
     try:

@@ -130,6 +130,17 @@ def _env() -> dict[str, str]:
     return env
 
 
+def test_a_test_whose_stages_are_not_selected_is_skipped_with_the_reason(
+    pytester: pytest.Pytester, scratch: Path
+) -> None:
+    result = pytester.runpytest_subprocess(
+        "--compat", "--compat-runtime", "process", "--compat-stage", "zeta", "--compat-check", "none", "-rs"
+    )
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    result.stdout.fnmatch_lines(["*none of this test's stages runs here (selected stages: zeta)*"])
+    assert "INTERNALERROR" not in result.stdout.str()
+
+
 @pytest.mark.docker
 @pytest.mark.usefixtures("no_leaks")
 def test_docker_runtime_end_to_end(pytester: pytest.Pytester, scratch: Path, docker_client: Any) -> None:
