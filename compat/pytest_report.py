@@ -52,9 +52,8 @@ def item_verdict(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.
 
 def describe(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> dict[str, Any]:
     """The ``compat`` attribute of a report: JSON-able, so xdist can carry it to the controller."""
-    from compat.pytest_items import CompatCheckItem
-
     from compat.plugin import _run_of
+    from compat.pytest_items import CompatCheckItem
 
     run = _run_of(item)
     data: dict[str, Any] = {
