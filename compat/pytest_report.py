@@ -66,6 +66,8 @@ def describe(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.Test
     session = getattr(item, "compat", None) or item.config.stash.get(_session_key(), None)
     if session is not None:
         data["images"] = session.images()
+        if run is not None:
+            data["versions"] = session.versions_in(run)
     if isinstance(item, CompatCheckItem):
         from compat.report.jsonreport import secret_values
 
@@ -127,9 +129,11 @@ class Collector:
             self.images.setdefault(service, {}).update(versions)
         self.secrets.update(info.get("secrets") or ())
         if info.get("stage"):
-            self.stages.setdefault(
-                info["stage"], {"id": info["stage"], "stage": info["stage_name"], "kind": info["kind"]}
+            stage = self.stages.setdefault(
+                info["stage"],
+                {"id": info["stage"], "stage": info["stage_name"], "kind": info["kind"], "versions": {}},
             )
+            stage["versions"].update(info.get("versions") or {})
         verdict = info.get("verdict")
         check = info.get("check")
         if check is not None:
@@ -213,7 +217,7 @@ def build_report(collector: Collector, argv: list[str]) -> dict[str, Any]:
             candidate_digest=images.get(svc.candidate) if svc.candidate else None,
         )
     for stage in collector.stages.values():
-        builder.add_stage(stage["id"], stage=stage["stage"], kind=stage["kind"])
+        builder.add_stage(stage["id"], stage=stage["stage"], kind=stage["kind"], versions=stage["versions"])
     names = {f.name for f in dataclasses.fields(Finding)}
     for entry in collector.checks.values():
         findings = [Finding(**{k: v for k, v in f.items() if k in names}) for f in entry["findings"]]

@@ -167,6 +167,19 @@ class CompatSession:
                 raise
             return topology
 
+    def versions_in(self, run: StageRun) -> dict[str, str]:
+        """service -> the versions its boxes run now in ``run``'s topology (``v1+v2``); {} if not started."""
+        with self._lock:
+            topology = self._topologies.get(run.topology_key)
+            instances = list(topology.instances) if topology is not None else []
+        found: dict[str, list[str]] = {}
+        for inst in instances:
+            if inst.spec.role != "router" and inst.spec.version not in found.setdefault(
+                inst.spec.service, []
+            ):
+                found[inst.spec.service].append(inst.spec.version)
+        return {service: "+".join(versions) for service, versions in sorted(found.items())}
+
     def images(self) -> dict[str, dict[str, str]]:
         """service -> version -> the image id its boxes ran (docker runtime; for the report)."""
         with self._runtime_lock:
