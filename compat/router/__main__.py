@@ -44,6 +44,9 @@ def load_config(text: str, origin: str) -> RouterConfig:
     return RouterConfig.from_dict(data)
 
 
+SWITCH_INTERVAL = 0.05  # seconds (CPython's default: 0.005)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG, description="The pytest-compat mixing router.")
     parser.add_argument(
@@ -72,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # Handler threads block in recv/send (releasing the GIL) between requests; a longer switch interval keeps
+    # a thread that holds the GIL from being preempted mid-request by another that only wants to block again.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     router = Router(config, access_log=args.access_log)
     try:
         router.start(host, port)
