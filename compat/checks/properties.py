@@ -10,7 +10,7 @@ How it runs (deterministic for a given spec, seed and server behaviour):
    *generate* phase (no shrinking, no replay of stored examples) and ``max_examples``. The test body never
    raises, so Hypothesis never switches into shrinking and the request sequence depends only on the seed.
 2. **Stateful phase** (``options.stateful`` and the spec has OpenAPI links): ``schema.as_state_machine()``
-   subclassed to send to ``base_url``, run with the same seed, ``max_examples`` scenarios of at most
+   subclassed to send to ``base_url``, run with the same seed, ``stateful_examples`` scenarios of at most
    ``STATEFUL_STEPS`` steps. Server-generated values (ids from ``$response.body#/id``) flow into later
    requests, so URLs differ between runs only where the server's own answers differ.
 
@@ -63,7 +63,8 @@ OnRequest = Callable[[str, str], None]
 
 @dataclass(frozen=True)
 class PropertyOptions:
-    max_examples: int = 25  # per operation (stateless), and the number of stateful scenarios
+    max_examples: int = 25  # per operation (stateless)
+    stateful_examples: int | None = None  # stateful scenarios (None: max_examples)
     seed: int = 0
     checks: tuple[str, ...] = DEFAULT_CHECKS
     stateful: bool = True
@@ -250,7 +251,9 @@ class _Run:
         seed(self.options.seed)(Machine)
         try:
             Machine.run(
-                settings=_hypothesis_settings(self.options.max_examples, steps=STATEFUL_STEPS),
+                settings=_hypothesis_settings(
+                    self.options.stateful_examples or self.options.max_examples, steps=STATEFUL_STEPS
+                ),
             )
         except InfrastructureError:
             raise

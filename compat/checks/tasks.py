@@ -142,7 +142,11 @@ def run_task(task: CheckTask, *, config: Config, context: Callable[[StageRun], S
         from compat.checks.properties import PropertyOptions, run_properties
 
         assert task.spec is not None
-        options = PropertyOptions(seed=ctx.seed, max_examples=int(ctx.option("properties", "examples")))
+        options = PropertyOptions(
+            seed=ctx.seed,
+            max_examples=int(ctx.option("properties", "examples")),
+            stateful_examples=int(ctx.option("properties", "stateful_examples")),
+        )
         return TaskResult(
             run_properties(
                 task.spec, ctx.entry(task.service), options, stage=task.run.id, versions=task.versions

@@ -55,6 +55,9 @@ CHECK_OPTIONS: dict[str, dict[str, Option]] = {
     "contracts": {},
     "properties": {
         "examples": Option("int", 25, "generated cases per operation", 1, 10_000),
+        "stateful_examples": Option(
+            "int", 10, "stateful scenarios (chains of linked operations, up to 6 steps each)", 1, 10_000
+        ),
     },
     "differential": {
         "examples": Option(
