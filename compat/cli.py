@@ -245,6 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             key="tests",
             hint='set tests = ["path/to/compat/tests"] or pass test paths after --',
         )
+    _preflight(config, args)
     report_dir = (args.report_dir or Path(DEFAULT_REPORT_DIR)).resolve()
     pytest_args += ["--compat-report", str(report_dir)]
     stale = report_dir / "compat-report.json"
@@ -272,6 +273,54 @@ def cmd_run(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return _run_verdict(code, report_dir / "compat-report.json", as_json=args.json)
+
+
+def _preflight(config: Any, args: argparse.Namespace) -> None:
+    """Read every input file the run will need (waivers, Pact files, OpenAPI specs and their ``$ref``s,
+    recorded traffic) before pytest starts: a bad one is a usage error here — one ``compat: error:`` line
+    naming the file, exit 4 — instead of a pytest usage error in the child or an ERROR mid-run."""
+    from compat.checks import CHECKS
+    from compat.checks._openapi import Resolver, load_spec
+    from compat.checks.tasks import check_tasks
+    from compat.gate.waivers import load_waivers
+    from compat.topology.builder import stage_runs
+
+    waivers = args.waivers or config.waivers
+    if waivers is not None:
+        load_waivers(waivers)
+    if args.check == ["none"]:
+        return
+    unknown = [name for name in args.check if name not in CHECKS]
+    if unknown:
+        raise UsageError(f"--check: {unknown[0]!r} is not a check; choose from {', '.join(CHECKS)}, or none")
+    checks = tuple(args.check) or config.checks.enabled()
+    tasks = check_tasks(config, stage_runs(config, args.stage), checks)  # parses the Pact files
+    specs = {p for t in tasks for p in (t.spec, t.new_spec) if p is not None}
+    for path in sorted(specs):
+        doc = load_spec(path)
+        resolver = Resolver(doc, str(path))
+        for ref in _refs(doc):
+            resolver.lookup(ref)
+    if "differential" in checks and any(t.check == "differential" for t in tasks):
+        from compat.checks._traffic import load_traffic
+
+        load_traffic(Path(p) for p in config.checks.option("differential", "traffic") or ())
+
+
+def _refs(node: object) -> list[str]:
+    """Every ``$ref`` string in an OpenAPI document."""
+    found: list[str] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            ref = item.get("$ref")
+            if isinstance(ref, str):
+                found.append(ref)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _run_verdict(code: int, report_path: Path, *, as_json: bool) -> int:

@@ -37,7 +37,7 @@ from compat.errors import InfrastructureError
 from compat.session import CompatSession, Options, resolve_config
 from tests.conftest import REPO
 
-DEFAULTS = Thresholds()
+DEFAULTS = Thresholds(max_p99_ratio=1.5, p99_slack_ms=50.0)  # tighter than the defaults, for the edges
 
 
 # --- the judgement --------------------------------------------------------------------------------------
@@ -415,3 +415,12 @@ def test_docker_onebox_faulted_candidate_fails_error_rate(docker_client: Any) ->
 @pytest.mark.usefixtures("no_leaks")
 def test_docker_onebox_compatible_candidate_passes_and_starved_is_inconclusive(docker_client: Any) -> None:
     _compatible("docker")
+
+
+def test_the_judgements_defaults_are_the_configs() -> None:
+    from compat.config.checks import CHECK_OPTIONS
+
+    options = CHECK_OPTIONS["canary"]
+    defaults = Thresholds()
+    for name in ("max_error_rate_increase", "max_p99_ratio", "p99_slack_ms", "min_requests"):
+        assert getattr(defaults, name) == options[name].default, name

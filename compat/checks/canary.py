@@ -396,8 +396,8 @@ def _float(value: object) -> float | None:
 @dataclass(frozen=True)
 class Thresholds:
     max_error_rate_increase: float = 0.02
-    max_p99_ratio: float = 1.5
-    p99_slack_ms: float = 50.0
+    max_p99_ratio: float = 2.0
+    p99_slack_ms: float = 100.0
     min_requests: int = 50
     alpha: float = ALPHA
 

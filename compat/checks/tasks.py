@@ -142,16 +142,25 @@ def run_task(task: CheckTask, *, config: Config, context: Callable[[StageRun], S
         from compat.checks.properties import PropertyOptions, run_properties
 
         assert task.spec is not None
+        # A rollback keeps its data across steps, for the stage's tests to read back after rolling back.
+        # The stateful phase follows links from listed resources to their updates, so it would change
+        # data it did not create: in a rollback only the stateless phase runs (random ids match nothing).
+        stateful = task.run.kind != "rollback"
         options = PropertyOptions(
             seed=ctx.seed,
             max_examples=int(ctx.option("properties", "examples")),
             stateful_examples=int(ctx.option("properties", "stateful_examples")),
+            stateful=stateful,
         )
-        return TaskResult(
-            run_properties(
-                task.spec, ctx.entry(task.service), options, stage=task.run.id, versions=task.versions
-            )
+        findings = run_properties(
+            task.spec, ctx.entry(task.service), options, stage=task.run.id, versions=task.versions
         )
+        notes = (
+            []
+            if stateful
+            else ["stateful phase skipped: in a rollback it would change data it did not create"]
+        )
+        return TaskResult(findings, notes)
     if task.check == "differential":
         from compat.checks.differential import run_differential
 

@@ -88,9 +88,9 @@ CHECK_OPTIONS: dict[str, dict[str, Option]] = {
             "float", 0.02, "candidate 5xx rate may exceed the baseline's by this much (0.02 = 2 points)", 0, 1
         ),
         "max_p99_ratio": Option(
-            "float", 1.5, "candidate p99 latency may be this many times the baseline's", 1
+            "float", 2.0, "candidate p99 latency may be this many times the baseline's", 1
         ),
-        "p99_slack_ms": Option("float", 50.0, "p99 differences below this many ms never fail", 0),
+        "p99_slack_ms": Option("float", 100.0, "p99 differences below this many ms never fail", 0),
         "min_requests": Option("int", 50, "requests per version before judging; fewer is INCONCLUSIVE", 1),
         "bake_seconds": Option("float", 3.0, "background traffic runs at least this long in a stage", 0),
         "bake_requests": Option("int", 240, "background traffic sends at least this many requests", 0),
