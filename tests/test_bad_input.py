@@ -103,6 +103,9 @@ def _cli(case_id: str, argv: tuple[str, ...], *expected: str) -> Any:
 CASES = [
     # -- Pact files (parsed before pytest starts: `compat run` checks every input first) ---------------
     _pact("truncated.json", "invalid JSON at line 1"),
+    _pact("matcher-unknown.json", "unknown matcher", "integr", "did you mean 'integer'?"),
+    _pact("matcher-bad-regex.json", "the regex does not compile", "v(1|2"),
+    _pact("matcher-negative-min.json", "min must be a count >= 0", "matchers[0].min"),
     _pact("array.json", "must be a JSON object", "'list'"),
     _pact("no-consumer.json", "consumer.name"),
     _pact("no-provider.json", "provider.name"),

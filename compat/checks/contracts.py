@@ -114,6 +114,91 @@ def _states(interaction: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [{"name": single, "params": {}}] if isinstance(single, str) and single else []
 
 
+#: matcher types of the Pact specification (v2 to v4)
+MATCHERS = (
+    "equality", "regex", "type", "min", "max", "minmax", "include", "integer", "decimal", "number",
+    "timestamp", "time", "date", "datetime", "null", "boolean", "contentType", "values", "arrayContains",
+    "statusCode", "notEmpty", "semver", "eachKey", "eachValue",
+)  # fmt: skip
+
+
+def _check_rules(rules: object, file: str, key: str) -> None:
+    """Matching rules that the verifier would choke on mid-run are a usage error when the file is read:
+    an unknown matcher, a regex that does not compile, a min/max that is not a count."""
+    if not isinstance(rules, Mapping):
+        raise ConfigError("matching rules must be an object", file=file, key=key, value=rules, has_value=True)
+    for where, rule in _matchers(rules, key, file):
+        kind = rule.get("match", "type" if ("min" in rule or "max" in rule) else None)
+        if kind not in MATCHERS:
+            import difflib
+
+            close = difflib.get_close_matches(str(kind), MATCHERS, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid matchers: {', '.join(MATCHERS)}"
+            raise ConfigError(
+                "unknown matcher", file=file, key=f"{where}.match", value=kind, has_value=True, hint=hint
+            )
+        if kind == "regex":
+            pattern = rule.get("regex")
+            if not isinstance(pattern, str):
+                raise ConfigError("a regex matcher needs a regex string", file=file, key=f"{where}.regex")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ConfigError(
+                    f"the regex does not compile: {exc}",
+                    file=file,
+                    key=f"{where}.regex",
+                    value=pattern,
+                    has_value=True,
+                ) from None
+        for bound in ("min", "max"):
+            value = rule.get(bound)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ConfigError(
+                    f"{bound} must be a count >= 0",
+                    file=file,
+                    key=f"{where}.{bound}",
+                    value=value,
+                    has_value=True,
+                )
+
+
+def _matchers(rules: Mapping[str, Any], key: str, file: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every matcher in v2 (``{"$.body.x": {...}}``) or v3/v4 (``{"body": {"$.x": {"matchers": [...]}}}``)
+    matching rules, with the key path it sits at."""
+    for name, value in rules.items():
+        where = f"{key}.{name}"
+        if not isinstance(value, Mapping):
+            raise ConfigError(
+                "a matching rule must be an object", file=file, key=where, value=value, has_value=True
+            )
+        if "matchers" in value or "match" in value or "min" in value or "max" in value:
+            yield from _rule_list(value, where, file)
+            continue
+        for path, rule in value.items():  # v3/v4: a category (body, header, query) of paths
+            inner = f"{where}.{path}"
+            if not isinstance(rule, Mapping):
+                raise ConfigError(
+                    "a matching rule must be an object", file=file, key=inner, value=rule, has_value=True
+                )
+            yield from _rule_list(rule, inner, file)
+
+
+def _rule_list(rule: Mapping[str, Any], where: str, file: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    matchers = rule.get("matchers")
+    if matchers is None:
+        yield where, rule
+        return
+    if not isinstance(matchers, list):
+        raise ConfigError(
+            "matchers must be a list", file=file, key=f"{where}.matchers", value=matchers, has_value=True
+        )
+    for index, matcher in enumerate(matchers):
+        if not isinstance(matcher, Mapping):
+            raise ConfigError("a matcher must be an object", file=file, key=f"{where}.matchers[{index}]")
+        yield f"{where}.matchers[{index}]", matcher
+
+
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The raw document and its validated summary."""
     file = str(path)
@@ -167,6 +252,10 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         kind = interaction.get("type", "Synchronous/HTTP")
         if kind == "Synchronous/HTTP" and not isinstance(interaction.get("request"), Mapping):
             raise ConfigError("an HTTP interaction needs a request object", file=file, key=f"{key}.request")
+        for part in ("request", "response"):
+            section = interaction.get(part)
+            if isinstance(section, Mapping) and "matchingRules" in section:
+                _check_rules(section["matchingRules"], file, f"{key}.{part}.matchingRules")
         summary.append(
             {
                 "description": description,
