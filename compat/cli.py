@@ -111,8 +111,15 @@ def _session_options(args: argparse.Namespace, **extra: Any) -> Any:
     from compat.config import parse_candidate_option
     from compat.session import Options
 
-    candidates = dict(parse_candidate_option(text) for text in args.candidate)
-    return Options(config=args.config, candidates=candidates, runtime=args.runtime, seed=args.seed, **extra)
+    candidates = dict(parse_candidate_option(text, "--candidate") for text in args.candidate)
+    return Options(
+        config=args.config,
+        candidates=candidates,
+        runtime=args.runtime,
+        seed=args.seed,
+        candidate_flag="--candidate",
+        **extra,
+    )
 
 
 def _config(args: argparse.Namespace) -> Any:

@@ -41,13 +41,20 @@ class Options:
     checks: tuple[str, ...] | None = None  # None: the checks [checks] enables
     dry_run: bool = False  # findings never block (the verdict says what would have)
     waivers: Path | None = None  # overrides the config's waivers file
+    candidate_flag: str = "--compat-candidate"  # the option candidates came from (for error messages)
 
 
 def resolve_config(start: Path, options: Options) -> Config:
     """Find, load, validate and override the config; raises ConfigError/UsageError."""
     path = find_config(start, options.config)
     config = load_config(path)
-    return apply_overrides(config, candidates=options.candidates, runtime=options.runtime, seed=options.seed)
+    return apply_overrides(
+        config,
+        candidates=options.candidates,
+        runtime=options.runtime,
+        seed=options.seed,
+        flag=options.candidate_flag,
+    )
 
 
 class CompatSession:

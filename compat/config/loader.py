@@ -186,12 +186,12 @@ def load_config(path: Path, *, environ: Mapping[str, str] | None = None) -> Conf
     return _Loader(src, env).config(raw)
 
 
-def parse_candidate_option(text: str) -> tuple[str, str]:
+def parse_candidate_option(text: str, flag: str = "--compat-candidate") -> tuple[str, str]:
     """``"orders=v3"`` -> ``("orders", "v3")``; anything else is a :class:`UsageError` showing the value."""
     service, sep, version = (part.strip() for part in text.partition("="))
     if not sep or not SERVICE_NAME.match(service) or not VERSION_NAME.match(version):
         raise UsageError(
-            f"--compat-candidate: {text!r} is not SERVICE=VERSION; expected e.g. orders=v2 "
+            f"{flag}: {text!r} is not SERVICE=VERSION; expected e.g. orders=v2 "
             "(service [a-z][a-z0-9-]*, version [A-Za-z0-9][A-Za-z0-9_.-]*)"
         )
     return service, version
@@ -203,12 +203,14 @@ def apply_overrides(
     candidates: Mapping[str, str] | None = None,
     runtime: str | None = None,
     seed: int | None = None,
+    flag: str = "--compat-candidate",
 ) -> Config:
-    """``config`` with command-line overrides applied, each validated against the config."""
+    """``config`` with command-line overrides applied, each validated against the config (errors name
+    ``flag``, the option the candidates came from)."""
     file = display_path(config.path)
     services = dict(config.services)
     for name, version in (candidates or {}).items():
-        services[name] = _override_candidate(file, services, name, version)
+        services[name] = _override_candidate(file, services, name, version, flag)
     new_runtime = config.runtime
     if runtime is not None:
         if runtime not in RUNTIME_NAMES:
@@ -236,14 +238,16 @@ def apply_overrides(
     return dataclasses.replace(config, services=services, runtime=new_runtime, seed=new_seed)
 
 
-def _override_candidate(file: str, services: Mapping[str, Service], name: str, version: str) -> Service:
+def _override_candidate(
+    file: str, services: Mapping[str, Service], name: str, version: str, flag: str = "--compat-candidate"
+) -> Service:
     option = f"{name}={version}"
     service = services.get(name)
     if service is None:
         raise ConfigError(
             f"no service {name!r} in the config",
             file=file,
-            key="--compat-candidate",
+            key=flag,
             value=option,
             has_value=True,
             hint=f"services: {', '.join(sorted(services))}",
@@ -252,7 +256,7 @@ def _override_candidate(file: str, services: Mapping[str, Service], name: str, v
         raise ConfigError(
             f"service {name!r} has no version {version!r}",
             file=file,
-            key="--compat-candidate",
+            key=flag,
             value=option,
             has_value=True,
             hint=f"versions of {name}: {', '.join(service.versions)}",
@@ -262,7 +266,7 @@ def _override_candidate(file: str, services: Mapping[str, Service], name: str, v
         raise ConfigError(
             f"{version!r} is the baseline of {name!r}; the candidate must be another version",
             file=file,
-            key="--compat-candidate",
+            key=flag,
             value=option,
             has_value=True,
             hint=f"choose one of: {', '.join(others)}" if others else f"{name} has no other version",
