@@ -217,6 +217,7 @@ class _SessionHooks:
 
         self.session = session
         self.collector = None if worker else Collector(session)  # the process that sees every report
+        self._plans_printed = False
 
     def pytest_report_header(self) -> list[str]:
         cfg = self.session.config
@@ -225,6 +226,15 @@ class _SessionHooks:
             for name, svc in sorted(cfg.services.items())
         )
         return [f"compat: config {cfg.path}, runtime {cfg.runtime}, seed {cfg.seed}", f"compat: {pairs}"]
+
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown (and never called) without xdist
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist the controller collects nothing itself: it prints every selected run's plan once,
+        when the first worker reports its collection."""
+        if not self._plans_printed:
+            self._plans_printed = True
+            for line in self.session.plan_lines(self.session.runs()):
+                _echo(node.config)(line)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Print the plans (rollback steps and their seed, skew combinations) before anything runs."""

@@ -134,7 +134,16 @@ def test_a_test_whose_stages_are_not_selected_is_skipped_with_the_reason(
     pytester: pytest.Pytester, scratch: Path
 ) -> None:
     result = pytester.runpytest_subprocess(
-        "--compat", "--compat-runtime", "process", "--compat-stage", "zeta", "--compat-check", "none", "-rs"
+        "--compat",
+        "--compat-runtime",
+        "process",
+        "--compat-stage",
+        "zeta",
+        "--compat-check",
+        "none",
+        "-rs",
+        "-p",
+        "no:xdist",  # and the plugin's optional xdist hook is fine without xdist
     )
     assert result.ret == 0, result.stdout.str()[-3000:]
     result.stdout.fnmatch_lines(["*none of this test's stages runs here (selected stages: zeta)*"])
@@ -184,6 +193,8 @@ def test_xdist_workers_get_isolated_topologies(
     report = json.loads((scratch / "reports" / "compat-report.json").read_text())
     assert report["verdict"]["result"] == "PASS"
     assert len(report["tests"]) == 9  # the compat-marked ones (the unmarked test is not the gate's)
+    # the controller prints the rollback plan (the workers run it)
+    result.stdout.fnmatch_lines(["*rollback plan for store (seed 0; replay with --compat-seed 0)*"])
 
 
 @pytest.mark.docker
