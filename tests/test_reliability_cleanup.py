@@ -91,6 +91,18 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
 # -- SIGKILL ------------------------------------------------------------------------------------------
 
 
+def compat_up(root: Path) -> subprocess.Popen[str]:
+    """`compat up --stage onebox` in the foreground, its stdout piped (to wait for "up; press Ctrl-C")."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "compat.cli", "up", "--stage", "onebox", "--runtime", "docker"],
+        cwd=root,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
 def test_sigkilled_compat_up_is_collected_by_down_and_by_the_next_run(
     tmp_path: Path, docker_client: Any, procs: list[subprocess.Popen[str]]
 ) -> None:
@@ -98,14 +110,7 @@ def test_sigkilled_compat_up_is_collected_by_down_and_by_the_next_run(
     project = scratch_project(root)
     runs = []
     for _ in range(2):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "compat.cli", "up", "--stage", "onebox", "--runtime", "docker"],
-            cwd=root,
-            env=env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
+        proc = compat_up(root)
         procs.append(proc)
         assert proc.stdout is not None
         head = wait_for(proc.stdout, r"^stage onebox \(run \w+", proc)
@@ -133,14 +138,7 @@ def test_compat_down_collects_a_sigkilled_run(
 ) -> None:
     root = tmp_path / "p"
     project = scratch_project(root)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "compat.cli", "up", "--stage", "onebox", "--runtime", "docker"],
-        cwd=root,
-        env=env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = compat_up(root)
     procs.append(proc)
     assert proc.stdout is not None
     wait_for(proc.stdout, r"^up; press Ctrl-C", proc)
