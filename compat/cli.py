@@ -286,7 +286,7 @@ def _preflight(config: Any, args: argparse.Namespace) -> None:
     """Read every input file the run will need (waivers, Pact files, OpenAPI specs and their ``$ref``s,
     recorded traffic) before pytest starts: a bad one is a usage error here — one ``compat: error:`` line
     naming the file, exit 4 — instead of a pytest usage error in the child or an ERROR mid-run."""
-    from compat.checks import CHECKS
+    from compat.checks import chosen_checks
     from compat.checks._openapi import Resolver, load_spec
     from compat.checks.tasks import check_tasks
     from compat.gate.waivers import load_waivers
@@ -295,12 +295,10 @@ def _preflight(config: Any, args: argparse.Namespace) -> None:
     waivers = args.waivers or config.waivers
     if waivers is not None:
         load_waivers(waivers)
-    if args.check == ["none"]:
+    chosen = chosen_checks(args.check, "--check")
+    if chosen == ():
         return
-    unknown = [name for name in args.check if name not in CHECKS]
-    if unknown:
-        raise UsageError(f"--check: {unknown[0]!r} is not a check; choose from {', '.join(CHECKS)}, or none")
-    checks = tuple(args.check) or config.checks.enabled()
+    checks = chosen or config.checks.enabled()
     tasks = check_tasks(config, stage_runs(config, args.stage), checks)  # parses the Pact files
     specs = {p for t in tasks for p in (t.spec, t.new_spec) if p is not None}
     for path in sorted(specs):

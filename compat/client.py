@@ -13,8 +13,8 @@ from urllib.parse import urljoin
 
 import requests
 
-SESSION_HEADER = "X-Compat-Session"
-POLICY_HEADER = "X-Compat-Policy"  # compat.router.POLICY_HEADER (the router package imports nothing of ours)
+from compat.router.config import DEFAULT_SESSION_HEADER as SESSION_HEADER
+from compat.router.config import POLICY_HEADER
 
 
 class ServiceClient(requests.Session):

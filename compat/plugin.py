@@ -129,17 +129,19 @@ def pytest_configure(config: pytest.Config) -> None:
     options = _options(config)
     try:
         resolved = resolve_config(config.rootpath, options)
-        waivers = options.waivers or resolved.waivers
-        if waivers is not None:  # a bad waivers file is a usage error now, not at the end of the run
+        waivers_file = options.waivers or resolved.waivers
+        waivers = []
+        if waivers_file is not None:  # read now: a bad waivers file is a usage error, not a late surprise
             from compat.gate.waivers import load_waivers
 
-            load_waivers(waivers)
+            waivers = load_waivers(waivers_file)
     except CompatError as exc:
         raise pytest.UsageError(f"pytest-compat: {exc}") from None
     session = CompatSession(resolved, options, echo=_echo(config), progress=_progress(config))
     config.stash[session_key] = session
     worker = hasattr(config, "workerinput")
-    config.pluginmanager.register(_SessionHooks(session, worker=worker), "compat-session")
+    hooks = _SessionHooks(session, worker=worker, waivers=waivers, waivers_file=waivers_file)
+    config.pluginmanager.register(hooks, "compat-session")
     _install_sigterm(config)
 
 
@@ -185,7 +187,7 @@ def pytest_collection_modifyitems(
     if not enabled:
         return
     compat = config.stash[session_key]
-    checks = _checks(config, compat)
+    checks = compat.checks  # --compat-check names (explicit wins), else the checks [checks] enables
     if checks and not any("::" in arg for arg in config.args):  # not when the user picked test ids
         from compat.checks.tasks import check_tasks
         from compat.errors import CompatError
@@ -212,10 +214,14 @@ def pytest_collection_modifyitems(
 class _SessionHooks:
     """Hooks that exist only under --compat."""
 
-    def __init__(self, session: CompatSession, *, worker: bool) -> None:
+    def __init__(
+        self, session: CompatSession, *, worker: bool, waivers: Any = (), waivers_file: Path | None = None
+    ) -> None:
         from compat.pytest_report import Collector
 
         self.session = session
+        self.waivers = waivers
+        self.waivers_file = waivers_file
         self.collector = None if worker else Collector(session)  # the process that sees every report
         self._plans_printed = False
 
@@ -292,7 +298,7 @@ class _SessionHooks:
         assert self.collector is not None
         if not self.collector.tests and not self.collector.checks:
             return  # nothing of ours ran (e.g. --collect-only, or only unmarked tests)
-        self.report = report = build_report(self.collector, sys.argv)
+        self.report = report = build_report(self.collector, sys.argv, self.waivers, self.waivers_file)
         directory = self.session.options.report_dir
         if directory is not None:
             from compat.report import write_reports
@@ -521,23 +527,14 @@ def _is_compat_item(item: pytest.Item) -> bool:
     return hasattr(item, "compat_run") or item.get_closest_marker("compat") is not None
 
 
-def _checks(config: pytest.Config, compat: CompatSession) -> tuple[str, ...]:
-    """``--compat-check`` names (explicit wins over config), else the checks ``[checks]`` enables."""
-    return compat.checks
-
-
 def _chosen_checks(config: pytest.Config) -> tuple[str, ...] | None:
-    chosen = config.getoption("compat_check")
-    if not chosen:
-        return None
-    if chosen == ["none"]:
-        return ()
-    for name in chosen:
-        if name not in CHECK_NAMES:
-            raise pytest.UsageError(
-                f"--compat-check: {name!r} is not a check; choose from {', '.join(CHECK_NAMES)}, or none"
-            )
-    return tuple(chosen)
+    from compat.checks import chosen_checks
+    from compat.errors import UsageError
+
+    try:
+        return chosen_checks(config.getoption("compat_check"), "--compat-check")
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _echo(config: pytest.Config) -> Callable[[str], None]:

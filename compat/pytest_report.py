@@ -14,7 +14,9 @@ INCONCLUSIVE.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,6 +24,7 @@ import pytest
 from compat.errors import InfrastructureError
 
 if TYPE_CHECKING:
+    from compat.gate.waivers import Waiver
     from compat.session import CompatSession
 
 INCONCLUSIVE_PREFIX = "INCONCLUSIVE: "
@@ -166,22 +169,19 @@ class Collector:
             entry["verdict"] = _worse(entry["verdict"], verdict)
             entry["message"] = entry["message"] or info.get("message")
 
-    def finished_at(self) -> str:
-        return datetime.now(UTC).isoformat(timespec="seconds")
-
-    def started_at(self) -> str:
-        return datetime.fromtimestamp(self.started, UTC).isoformat(timespec="seconds")
-
-
-_ORDER = {None: 0, "PASS": 1, "INCONCLUSIVE": 2, "FAIL": 3, "ERROR": 4}
-
 
 def _worse(a: str | None, b: str | None) -> str | None:
-    return a if _ORDER.get(a, 0) >= _ORDER.get(b, 0) else b
+    """The worse of two phase verdicts (None: the phase said nothing), by the gate's precedence."""
+    from compat.gate.verdict import combine
+
+    present = [v for v in (a, b) if v is not None]
+    return combine(present).value if present else None
 
 
-def build_report(collector: Collector, argv: list[str]) -> dict[str, Any]:
-    """The run's report document (evaluated: statuses, waivers, verdicts, exit code; validated)."""
+def build_report(
+    collector: Collector, argv: list[str], waivers: Sequence[Waiver] = (), waivers_file: Path | None = None
+) -> dict[str, Any]:
+    """The run's report document (evaluated: statuses, ``waivers``, verdicts, exit code; validated)."""
     import dataclasses
     from datetime import date
 
@@ -244,19 +244,8 @@ def build_report(collector: Collector, argv: list[str]) -> dict[str, Any]:
             duration_s=test.get("duration_s", 0.0),
         )
     builder.add_secrets(collector.secrets)
-    waivers_file = session.options.waivers or config.waivers
-    waivers = load_waivers_once(waivers_file)
     dry_checks = frozenset(name for name in config.checks.settings if config.checks.get(name).dry_run)
     policy = GatePolicy(dry_run=session.options.dry_run, dry_run_checks=dry_checks)
     return builder.build(
         policy, waivers, date.today(), waivers_file=str(waivers_file) if waivers_file else None
     )
-
-
-def load_waivers_once(path: Any) -> list[Any]:
-    """The waivers of a file (validated when the session starts, so a bad file is a usage error there)."""
-    if path is None:
-        return []
-    from compat.gate.waivers import load_waivers
-
-    return list(load_waivers(path))

@@ -34,18 +34,6 @@ class Replay:
     target: str | None  # version or role to address directly; None: the entry point
 
 
-def load_report(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such report (write one with compat run --report-dir DIR)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"{path}: not a readable JSON report: {exc}") from None
-    if not isinstance(data, dict) or data.get("schema_version") != 1 or "findings" not in data:
-        raise UsageError(f"{path}: not a pytest-compat report (schema_version 1 with findings expected)")
-    return data
-
-
 def find(report: Mapping[str, Any], finding_id: str, path: Path) -> Replay:
     """The finding whose id is (or starts with, if unambiguous) ``finding_id``."""
     findings = [f for f in report.get("findings", []) if isinstance(f, Mapping)]
@@ -73,9 +61,10 @@ def find(report: Mapping[str, Any], finding_id: str, path: Path) -> Replay:
 
 
 def replay(report_path: Path, finding_id: str, *, echo: Echo = print, runtime: str | None = None) -> int:
+    from compat.report import load_report
     from compat.session import CompatSession, Options, resolve_config
 
-    report = load_report(report_path)
+    report = load_report(report_path)  # validated against the report schema; errors name the file
     item = find(report, finding_id, report_path)
     run = report.get("run") or {}
     config_path = run.get("config")

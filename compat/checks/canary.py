@@ -49,11 +49,13 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from compat.checks.context import StageContext, TaskResult
 from compat.checks.finding import Finding, to_curl
+from compat.config.checks import CHECK_OPTIONS
 from compat.errors import InfrastructureError
+from compat.router.config import DEFAULT_SESSION_HEADER as SESSION_HEADER
 
 if TYPE_CHECKING:
     import requests
@@ -64,7 +66,6 @@ if TYPE_CHECKING:
 
 CHECK = "canary"
 BAKE_HEADER = "X-Compat-Bake"
-SESSION_HEADER = "X-Compat-Session"  # compat.client.SESSION_HEADER
 SESSION_KEYS = tuple(f"compat-bake-{i}" for i in range(16))
 STATS_PATH = "/_compat/router/stats"
 ALPHA = 0.01  # one-sided significance level of the error-rate test
@@ -339,6 +340,8 @@ def bake_for(config: Config, run: StageRun, topology: Topology) -> Bake | None:
     return Bake(targets, rate=float(options["rate"]), stage=run.id)
 
 
+_DEFAULTS = CHECK_OPTIONS[CHECK]
+
 #: below this many timed requests per version, p99 is the single slowest request: not judged
 MIN_LATENCY_SAMPLES = 100
 
@@ -395,10 +398,12 @@ def _float(value: object) -> float | None:
 
 @dataclass(frozen=True)
 class Thresholds:
-    max_error_rate_increase: float = 0.02
-    max_p99_ratio: float = 2.0
-    p99_slack_ms: float = 100.0
-    min_requests: int = 50
+    """The limits of the judgement; the defaults are ``[checks.canary]``'s (compat/config/checks.py)."""
+
+    max_error_rate_increase: float = cast(float, _DEFAULTS["max_error_rate_increase"].default)
+    max_p99_ratio: float = cast(float, _DEFAULTS["max_p99_ratio"].default)
+    p99_slack_ms: float = cast(float, _DEFAULTS["p99_slack_ms"].default)
+    min_requests: int = cast(int, _DEFAULTS["min_requests"].default)
     alpha: float = ALPHA
 
     @classmethod
